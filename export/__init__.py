@@ -1,0 +1,1 @@
+"""ONNX export of IDM checkpoints: streaming bundles with a manifest (torch and onnx needed)."""

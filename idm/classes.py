@@ -1,0 +1,68 @@
+"""The drum class vocabulary: project order, General MIDI notes, 5-stem groups, official codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CLASSES",
+    "GM_NOTES",
+    "GROUPS",
+    "GROUP_OF",
+    "OFFICIAL_CODES",
+    "DrumClass",
+    "class_index",
+    "official_to_project",
+]
+
+
+@dataclass(frozen=True)
+class DrumClass:
+    """One drum class of the project's vocabulary."""
+
+    name: str
+    official: str
+    gm_note: int
+    group: str
+
+
+_TABLE: tuple[DrumClass, ...] = (
+    DrumClass("kick", "KD", 36, "kick"),
+    DrumClass("snare", "SD", 38, "snare"),
+    DrumClass("hihat_closed", "HH_CHH", 42, "hihat"),
+    DrumClass("hihat_open", "HH_OHH", 46, "hihat"),
+    DrumClass("tom_floor", "TT_HFT", 43, "toms"),
+    DrumClass("tom_mid", "TT_LMT", 47, "toms"),
+    DrumClass("tom_high", "TT_HMT", 50, "toms"),
+    DrumClass("crash", "CY_CR", 49, "cymbals"),
+    DrumClass("ride", "CY_RD", 51, "cymbals"),
+)
+
+#: Class names in project order (files, MIDI, manifests).
+CLASSES: tuple[str, ...] = tuple(c.name for c in _TABLE)
+#: General MIDI drum note per class, project order.
+GM_NOTES: tuple[int, ...] = tuple(c.gm_note for c in _TABLE)
+#: The 5 stem groups, in output order.
+GROUPS: tuple[str, ...] = ("kick", "snare", "toms", "hihat", "cymbals")
+#: Group name of each class, project order.
+GROUP_OF: tuple[str, ...] = tuple(c.group for c in _TABLE)
+#: Official class code -> project class name.
+OFFICIAL_CODES: dict[str, str] = {c.official: c.name for c in _TABLE}
+
+
+def class_index(name: str) -> int:
+    """Project index of a class name; raises ``KeyError`` naming the valid names."""
+    try:
+        return CLASSES.index(name)
+    except ValueError:
+        raise KeyError(f"unknown drum class {name!r}; expected one of {', '.join(CLASSES)}") from None
+
+
+def official_to_project(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Map official class codes (e.g. ``CY_CR``) to project class names, keeping their order."""
+    out = []
+    for code in codes:
+        if code not in OFFICIAL_CODES:
+            raise KeyError(f"unknown official class code {code!r}; expected one of {', '.join(OFFICIAL_CODES)}")
+        out.append(OFFICIAL_CODES[code])
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""Torch-free streaming runtime: runs exported IDM bundles with onnxruntime and numpy."""
