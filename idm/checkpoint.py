@@ -272,5 +272,7 @@ def load_model(path: str | Path, config: str | Path | None = None) -> InverseDru
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        raise CheckpointError(f"{path}: weights do not fit the configured architecture: {' '.join(lines[:2])}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the configured architecture: {' '.join(lines[:2])}"
+        ) from None
     return model.eval()

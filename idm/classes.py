@@ -66,3 +66,19 @@ def official_to_project(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
             raise KeyError(f"unknown official class code {code!r}; expected one of {', '.join(OFFICIAL_CODES)}")
         out.append(OFFICIAL_CODES[code])
     return tuple(out)
+
+
+#: General MIDI / Roland TD-11 (Groove MIDI Dataset) drum notes -> project class, the usual
+#: 22-to-9 reduction (pedal hat and rim/edge articulations fold into their instrument).
+GM_TO_CLASS: dict[int, str] = {
+    35: "kick", 36: "kick",
+    37: "snare", 38: "snare", 40: "snare",
+    42: "hihat_closed", 22: "hihat_closed", 44: "hihat_closed",
+    46: "hihat_open", 26: "hihat_open",
+    43: "tom_floor", 58: "tom_floor", 41: "tom_floor",
+    45: "tom_mid", 47: "tom_mid",
+    48: "tom_high", 50: "tom_high",
+    49: "crash", 55: "crash", 57: "crash", 52: "crash",
+    51: "ride", 59: "ride", 53: "ride",
+}  # fmt: skip
+__all__ += ["GM_TO_CLASS"]

@@ -128,7 +128,17 @@ class IDMConfig:
     def official(cls) -> IDMConfig:
         """The published IDM architecture, classes in the official (alphabetical code) order."""
         return cls(
-            classes=("crash", "ride", "hihat_closed", "hihat_open", "kick", "snare", "tom_floor", "tom_high", "tom_mid"),
+            classes=(
+                "crash",
+                "ride",
+                "hihat_closed",
+                "hihat_open",
+                "kick",
+                "snare",
+                "tom_floor",
+                "tom_high",
+                "tom_mid",
+            ),
             name="idm-official",
         )
 

@@ -58,20 +58,27 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.tensor(hann_window(cfg.n_fft), dtype=torch.float32), persistent=False)
         self.register_buffer("mel_fb", torch.tensor(mel_filterbank(cfg), dtype=torch.float32), persistent=False)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        hop = self.cfg.hop
-        pad = pad_to_hop(audio.shape[-1], hop) - audio.shape[-1]
-        if pad:
-            audio = nn.functional.pad(audio, (0, pad))
+    def pad(self, audio: torch.Tensor) -> torch.Tensor:
+        """Zero-pad the end to a multiple of hop, then reflect-pad ``n_fft // 2`` on both sides."""
+        hop, half = self.cfg.hop, self.cfg.n_fft // 2
+        end = pad_to_hop(audio.shape[-1], hop) - audio.shape[-1]
+        if end:
+            audio = nn.functional.pad(audio, (0, end))
+        return nn.functional.pad(audio.unsqueeze(-2), (half, half), mode="reflect").squeeze(-2)
+
+    def from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """Log-mel of already padded audio (see :meth:`pad`): frame ``t`` starts at sample ``hop * t``."""
         spec = torch.stft(
-            audio,
+            padded,
             n_fft=self.cfg.n_fft,
-            hop_length=hop,
+            hop_length=self.cfg.hop,
             window=self.window,
-            center=True,
-            pad_mode="reflect",
+            center=False,
             return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()
         mel = torch.matmul(power.transpose(-1, -2), self.mel_fb).transpose(-1, -2)
         return torch.log(mel + self.cfg.log_eps)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.from_padded(self.pad(audio))

@@ -58,8 +58,9 @@ class TrackGains(nn.Module):
     def __init__(self, dim: int, n_classes: int, hidden: int) -> None:
         super().__init__()
         self.mlps = nn.ModuleList(
-            nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden), nn.LeakyReLU(),
-                          nn.Linear(hidden, 1))
+            nn.Sequential(
+                nn.Linear(dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden), nn.LeakyReLU(), nn.Linear(hidden, 1)
+            )
             for _ in range(n_classes)
         )
 

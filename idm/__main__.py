@@ -1,0 +1,3 @@
+from idm.cli import main
+
+main()
