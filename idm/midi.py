@@ -56,7 +56,7 @@ def write_midi(onsets: list[Onset], path: str | Path, note_seconds: float = NOTE
         vel = int(np.clip(o.velocity, 1, 127))
         events.append((on, 1, mido.Message("note_on", channel=DRUM_CHANNEL, note=o.note, velocity=vel)))
         events.append((off, 0, mido.Message("note_off", channel=DRUM_CHANNEL, note=o.note, velocity=0)))
-    events.sort(key=lambda e: (e[0], e[1]))  # note-offs first at equal ticks
+    events.sort(key=lambda e: (e[0], e[1], e[2].note))  # note-offs first at equal ticks, then by note
     track = mido.MidiTrack([mido.MetaMessage("track_name", name="Drums", time=0)])
     now = 0
     for tick, _, msg in events:

@@ -23,7 +23,6 @@ from idm.classes import CLASSES, GM_TO_CLASS, GROUP_OF, GROUPS
 from idm.errors import AudioInputError, OutputError
 from idm.midi import Onset, read_onsets, to_midi_velocity, write_midi
 from idm.model import InverseDrumMachine
-from idm.model.sequencer import fft_convolve
 from idm.model.wiener import wiener_separate
 from idm.peaks import PeakPicking, peak_pick
 
@@ -187,35 +186,38 @@ class Separator:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, stems [K, n])`` chunks covering the clip, at the model rate, project order."""
         n, hop = analysis.n_samples, self.hop
-        length = one_shots.shape[-1]
         step = max(hop, int(self.config.chunk_seconds * self.sample_rate) // hop * hop)
         margin = self.model.config.frontend.n_fft if self.config.mode == "masked" else 0
-        shots = torch.from_numpy(one_shots).to(self.device)
-        gains = torch.from_numpy(analysis.gains).to(self.device)[:, None]
-        act = torch.from_numpy(activations).to(self.device)
         mix = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
         for s0 in range(0, n, step):
             s1 = min(s0 + step, n)
             e0, e1 = max(0, s0 - margin), min(n, s1 + margin)
-            stems = self._synth_segment(act, shots, gains, e0, e1, length)
+            stems = self._synth_segment(activations, one_shots, analysis.gains, e0, e1)
             if self.config.mode == "masked":
-                stems = wiener_separate(mix[e0:e1], stems, self.config.alpha, self.model.config.frontend.n_fft, hop)
-            yield s0, stems[:, s0 - e0 : s1 - e0].cpu().numpy()
+                n_fft = self.model.config.frontend.n_fft
+                with torch.inference_mode():
+                    masked = wiener_separate(
+                        mix[e0:e1], torch.from_numpy(stems).to(self.device), self.config.alpha, n_fft, hop
+                    )
+                stems = masked.cpu().numpy()
+            yield s0, stems[:, s0 - e0 : s1 - e0]
 
-    def _synth_segment(
-        self, act: torch.Tensor, shots: torch.Tensor, gains: torch.Tensor, e0: int, e1: int, length: int
-    ) -> torch.Tensor:
-        """Synthesized stems for samples ``[e0, e1)``: impulses from ``e0 - length + 1`` convolved."""
-        hop = self.hop
-        first = max(0, -(-(e0 - length + 1) // hop))  # first frame whose one-shot reaches e0
+    def _synth_segment(self, act: np.ndarray, shots: np.ndarray, gains: np.ndarray, e0: int, e1: int) -> np.ndarray:
+        """Synthesized stems for samples ``[e0, e1)`` by overlap-adding each hit's one-shot.
+
+        Direct overlap-add (a loop over hits, each a vector add) is exact: silent where no one-shot
+        sounds, so Wiener masks there are not driven by FFT round-off, and independent of chunking.
+        """
+        hop, length = self.hop, shots.shape[-1]
+        out = np.zeros((act.shape[0], e1 - e0), dtype=np.float32)
+        first = max(0, -(-(e0 - length + 1) // hop))
         last = min(act.shape[-1], (e1 - 1) // hop + 1)
-        start = first * hop
-        span = e1 - start
-        imp = torch.zeros(act.shape[0], span, device=act.device)
-        if last > first:
-            imp[:, : (last - first - 1) * hop + 1 : hop] = act[:, first:last]
-        out = fft_convolve(imp, shots, span)
-        return out[:, e0 - start :] * gains
+        ks, js = np.nonzero(act[:, first:last])
+        for k, j in zip(ks, js + first, strict=True):
+            pos = j * hop
+            a, b = max(pos, e0), min(pos + length, e1)
+            out[k, a - e0 : b - e0] += (act[k, j] * gains[k]) * shots[k, a - pos : b - pos]
+        return out
 
     # ---- front doors --------------------------------------------------------------------------------
 
