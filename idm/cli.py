@@ -131,6 +131,35 @@ def separate(
 
 
 @app.command()
+def demo(
+    model: Annotated[Path | None, typer.Option(help="Checkpoint to run (default: $IDM_MODEL).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo loop and its separation.")] = Path(
+        "out/demo"
+    ),
+    seconds: Annotated[float, typer.Option(help="Length of the demo loop.")] = 8.0,
+) -> None:
+    """Render the built-in demo drum loop and separate it (stems + MIDI) with the given model."""
+    import soundfile as sf
+
+    from idm.demo import render_demo_loop
+
+    ckpt = model or default_model()
+    if ckpt is None or not Path(ckpt).is_file():
+        what = f"{ckpt} does not exist" if ckpt else "no model was given"
+        _fail(
+            f"{what}: the project's own weights are not shipped yet; pass --model PATH, e.g. the official "
+            "checkpoint (../shared/reference/idm-official/checkpoint/*.ckpt with its model.yaml)"
+        )
+        raise typer.Exit(2)
+    out.mkdir(parents=True, exist_ok=True)
+    wav = out / "demo_loop.wav"
+    sf.write(str(wav), render_demo_loop(seconds), 44100, subtype="FLOAT")
+    typer.echo(f"demo loop: {wav} ({seconds:g} s, synthesized by idm.demo)")
+    separate([wav], out, model=ckpt, force=True, config=None, mode=Mode.masked, stems=9, alpha=1.0, onsets=None,
+             device=Device.cpu, seed=1234, threads=None, chunk_seconds=30.0, quiet=False, debug=False)  # fmt: skip
+
+
+@app.command()
 def info(
     model: Annotated[Path, typer.Argument(help="Checkpoint to describe.")],
     config: Annotated[Path | None, typer.Option(help="model.yaml of an official checkpoint.")] = None,
