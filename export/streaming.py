@@ -67,8 +67,9 @@ class StreamingEncoder(nn.Module):
     [1, K, m], kit_embedding [1, n_kits], gains [1, K], *new_states)``; classes in project order.
     """
 
-    def __init__(self, model: InverseDrumMachine) -> None:
+    def __init__(self, model: InverseDrumMachine, extra_delay: int = 0) -> None:
         super().__init__()
+        self.extra_delay = int(extra_delay)
         cfg = model.config
         ec = cfg.encoder
         self.enc = model.encoder
@@ -102,7 +103,8 @@ class StreamingEncoder(nn.Module):
         self._head_conv = len(convs)
         convs.append(c)
         self.convs = convs
-        self.lookahead = c.shift_out
+        self.model_lookahead = c.shift_out
+        self.lookahead = c.shift_out + self.extra_delay
         self.extra_frames = c.extra_out
         assert self.extra_frames == self.enc.extra_frames
         self.n_classes = cfg.n_classes
@@ -135,6 +137,8 @@ class StreamingEncoder(nn.Module):
             StateSpec("pool_norm_sum", (1, self.dim), "float32", 0.0),
             StateSpec("pool_count", (1,), "float32", 0.0),
         ]
+        if self.extra_delay:
+            specs.append(StateSpec("delay_line", (1, 3 * self.n_classes, self.extra_delay), "float32", 0.0))
         return specs
 
     def initial_state(self) -> list[torch.Tensor]:
@@ -161,7 +165,7 @@ class StreamingEncoder(nn.Module):
     def forward(self, logmel: torch.Tensor, end_frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         frames_seen = state[0]
         caches = list(state[1 : 1 + len(self.convs)])
-        feat_sum, norm_sum, count = state[1 + len(self.convs) :]
+        feat_sum, norm_sum, count = state[1 + len(self.convs) : 4 + len(self.convs)]
         m = logmel.shape[-1]
         new_caches: list[torch.Tensor] = [cache for cache in caches]
 
@@ -205,7 +209,14 @@ class StreamingEncoder(nn.Module):
         velocity = exp_sigmoid(self.head.velocity(h)).transpose(1, 2).index_select(1, self.perm)
         prob = torch.sigmoid(logits)
         frames_seen = frames_seen + m
-        return (logits, prob, velocity, kit_embedding, gains, frames_seen, *new_caches, feat_sum, norm_sum, count)
+        extra: list[torch.Tensor] = []
+        if self.extra_delay:  # pure delay line: a larger declared look-ahead than the model needs
+            k = self.n_classes
+            full = torch.cat([state[-1], torch.cat([logits, prob, velocity], dim=1)], dim=-1)
+            extra = [full[..., full.shape[-1] - self.extra_delay :]]
+            logits, prob, velocity = full[:, :k, :m], full[:, k : 2 * k, :m], full[:, 2 * k :, :m]
+        return (logits, prob, velocity, kit_embedding, gains, frames_seen, *new_caches, feat_sum, norm_sum, count,
+                *extra)
 
 
 class SynthGraph(nn.Module):
@@ -215,8 +226,9 @@ class SynthGraph(nn.Module):
     ``i`` of every tensor is project class ``i``; the bank-wide normalisation is order independent.
     """
 
-    def __init__(self, model: InverseDrumMachine) -> None:
+    def __init__(self, model: InverseDrumMachine, extra_delay: int = 0) -> None:
         super().__init__()
+        self.extra_delay = int(extra_delay)
         self.synth = model.synth
         k = model.config.n_classes
         perm = class_permutation(model.config.classes)
