@@ -51,12 +51,13 @@ def main() -> None:
     ap.add_argument("--ref", default=os.environ.get("IDM_REFERENCE_DIR", REPO.parent / "shared/reference/idm-official"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from idm.checkpoint import load_model
     from idm.export.bundle import export_bundle
     from idm.export.streaming import END_UNKNOWN, StreamingEncoder
     from idm.runtime.bundle import load_bundle
     from idm.runtime.encoder import make_session
     from idm.runtime.frontend import FrontendParams, StreamingLogMel
+
+    from idm.checkpoint import load_model
 
     ckpt = Path(args.ref) / CKPT
     rows: list[tuple[str, str]] = []
@@ -80,29 +81,46 @@ def main() -> None:
             xt = torch.from_numpy(x)
             end = torch.tensor([END_UNKNOWN])
             with torch.inference_mode():
-                pt_ms = timeit(lambda xt=xt: enc(xt, end, *state_t))
-            rows.append((f"encoder step, {m} frame(s): ORT CPU 1 thread / PyTorch eager 1 thread",
-                         f"{ort_ms:.3f} ms / {pt_ms:.3f} ms"))
+                pt_ms = timeit(lambda xt=xt, end=end: enc(xt, end, *state_t))
+            rows.append(
+                (
+                    f"encoder step, {m} frame(s): ORT CPU 1 thread / PyTorch eager 1 thread",
+                    f"{ort_ms:.3f} ms / {pt_ms:.3f} ms",
+                )
+            )
         # front end: numpy streaming vs the same maths inside an ONNX graph (frames already cut)
         fe = b.manifest["frontend"]
         np_fe = StreamingLogMel(FrontendParams(44100, fe["n_fft"], fe["hop"], fe["n_mels"], fe["log_eps"]), b.mel_fb())
         np_fe.process(np.zeros(4096, np.float32))
         gpath = Path(tmp) / "frontend.onnx"
-        torch.onnx.export(GraphFrontend(b.mel_fb(), fe["n_fft"]), (torch.zeros(4, fe["n_fft"]),), str(gpath),
-                          input_names=["frames"], output_names=["logmel"], dynamic_axes={"frames": {0: "m"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            GraphFrontend(b.mel_fb(), fe["n_fft"]),
+            (torch.zeros(4, fe["n_fft"]),),
+            str(gpath),
+            input_names=["frames"],
+            output_names=["logmel"],
+            dynamic_axes={"frames": {0: "m"}},
+            opset_version=17,
+            dynamo=False,
+        )
         gsess = make_session(str(gpath), threads=1)
         for m in (1, 4, 16):
             audio = (rng.standard_normal(256 * m) * 0.1).astype(np.float32)
             np_ms = timeit(lambda audio=audio: np_fe.process(audio))
             frames = (rng.standard_normal((m, fe["n_fft"])) * 0.1).astype(np.float32)
             g_ms = timeit(lambda frames=frames: gsess.run(None, {"frames": frames}))
-            rows.append((f"log-mel, {m} frame(s): numpy streaming / in an ONNX graph", f"{np_ms:.3f} ms / {g_ms:.3f} ms"))
+            rows.append(
+                (f"log-mel, {m} frame(s): numpy streaming / in an ONNX graph", f"{np_ms:.3f} ms / {g_ms:.3f} ms")
+            )
         ssess = make_session(str(b.synth_path), threads=1)
         kit = np.full((1, 6), 1 / 6, np.float32)
         noise = b.noise()
-        rows.append(("synth.onnx, one bank of 9 one-shots (1 thread)",
-                     f"{timeit(lambda: ssess.run(None, {'kit_embedding': kit, 'noise': noise}), n=2, warm=1):.0f} ms"))
+        rows.append(
+            (
+                "synth.onnx, one bank of 9 one-shots (1 thread)",
+                f"{timeit(lambda: ssess.run(None, {'kit_embedding': kit, 'noise': noise}), n=2, warm=1):.0f} ms",
+            )
+        )
     print("| measure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from idm.checkpoint import load_model, sha256_file
-from idm.errors import CheckpointError, ConfigError, OutputError
 from idm.export.manifest import build_manifest
 from idm.export.onnx_export import check_opset, export_encoder, export_synth
 from idm.export.quantize import to_fp16, to_int8
 from idm.export.streaming import StreamingEncoder, SynthGraph, class_permutation
+from idm.runtime.bundle import MANIFEST
+
+from idm.checkpoint import load_model, sha256_file
+from idm.errors import CheckpointError, ConfigError, OutputError
 from idm.model import InverseDrumMachine
 from idm.model.frontend import mel_filterbank
-from idm.runtime.bundle import MANIFEST
 
 __all__ = ["ExportOptions", "export_bundle", "export_model", "parity_clip"]
 
@@ -110,8 +110,9 @@ def export_model(
         say("encoder.onnx")
         export_encoder(enc, tmp / "encoder.onnx", opts.opset)
         say("synth.onnx")
-        export_synth(SynthGraph(model), tmp / "synth.onnx", opts.opset, model.synth.n_samples, cfg.n_classes,
-                     cfg.encoder.n_kits)
+        export_synth(
+            SynthGraph(model), tmp / "synth.onnx", opts.opset, model.synth.n_samples, cfg.n_classes, cfg.encoder.n_kits
+        )
         if opts.precision == "fp16":
             say("fp16")
             to_fp16(tmp / "encoder.onnx")
@@ -127,8 +128,15 @@ def export_model(
         _write_parity(model, tmp / "parity.npz", noise)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         manifest = build_manifest(
-            model, enc, opset=opts.opset, precision=opts.precision, quantize=opts.quantize, source_name=source_name,
-            source_sha256=source_sha256, files=files, n_noise=noise.shape[1],
+            model,
+            enc,
+            opset=opts.opset,
+            precision=opts.precision,
+            quantize=opts.quantize,
+            source_name=source_name,
+            source_sha256=source_sha256,
+            files=files,
+            n_noise=noise.shape[1],
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         (tmp / "README.md").write_text(_readme(manifest))
@@ -148,8 +156,10 @@ def _write_parity(model: InverseDrumMachine, path: Path, noise: np.ndarray) -> N
     audio = parity_clip(cfg.frontend.sample_rate)
     with torch.no_grad():
         o = model.encode(torch.from_numpy(audio)[None])
-        one_shots, decay = model.synthesize(o.kit_embedding[0], torch.from_numpy(noise).index_select(
-            0, torch.tensor([perm.index(i) for i in range(len(perm))])))
+        one_shots, decay = model.synthesize(
+            o.kit_embedding[0],
+            torch.from_numpy(noise).index_select(0, torch.tensor([perm.index(i) for i in range(len(perm))])),
+        )
     np.savez(
         path,
         audio=audio,
@@ -200,23 +210,23 @@ def _readme(m: dict) -> str:
     st = m["streaming"]
     return f"""# IDM streaming bundle
 
-Exported by idm-export {m['exporter']['version']} from `{m['source']['checkpoint']}`
-(sha256 {m['source']['sha256'][:16]}...), model `{m['source']['model_name']}`, precision {m['precision']}
-{'(int8 dynamic quantization)' if m['quantize'] else ''}, ONNX opset {m['opset']}.
+Exported by idm-export {m["exporter"]["version"]} from `{m["source"]["checkpoint"]}`
+(sha256 {m["source"]["sha256"][:16]}...), model `{m["source"]["model_name"]}`, precision {m["precision"]}
+{"(int8 dynamic quantization)" if m["quantize"] else ""}, ONNX opset {m["opset"]}.
 
-- `encoder.onnx`: streaming encoder. Feed log-mel frames `logmel [1, {m['frontend']['n_mels']}, m]` (any m >= 1)
+- `encoder.onnx`: streaming encoder. Feed log-mel frames `logmel [1, {m["frontend"]["n_mels"]}, m]` (any m >= 1)
   plus every state tensor listed in `manifest.json` (`graphs.encoder.state`, initial values there); pass each
   `<name>_out` back as `<name>` on the next call. Outputs `onset_prob`, `velocity` `[1, K, m]`,
-  running `kit_embedding` and `gains`. Output column n of the stream is model frame n - {st['lookahead_frames']}
-  (the first {st['lookahead_frames']} outputs are warm-up). At the end of a clip set `end_frame` to the number of
-  log-mel frames and feed {st['flush_frames']} more zero frames; otherwise `end_frame` = {st['end_frame_unknown']}.
+  running `kit_embedding` and `gains`. Output column n of the stream is model frame n - {st["lookahead_frames"]}
+  (the first {st["lookahead_frames"]} outputs are warm-up). At the end of a clip set `end_frame` to the number of
+  log-mel frames and feed {st["flush_frames"]} more zero frames; otherwise `end_frame` = {st["end_frame_unknown"]}.
 - `synth.onnx`: `kit_embedding [1, n_kits]`, `noise [K, N]` (use `noise.npy`) -> `one_shots [K, N]`,
   `decay_rate [K]`.
-- `mel_fb.npy`: mel filterbank `[n_fft/2+1, n_mels]`; log-mel = ln(|STFT|^2 @ mel_fb + {m['frontend']['log_eps']}),
-  STFT n_fft {m['frontend']['n_fft']}, hop {m['frontend']['hop']}, periodic Hann, centred, reflect padding.
+- `mel_fb.npy`: mel filterbank `[n_fft/2+1, n_mels]`; log-mel = ln(|STFT|^2 @ mel_fb + {m["frontend"]["log_eps"]}),
+  STFT n_fft {m["frontend"]["n_fft"]}, hop {m["frontend"]["hop"]}, periodic Hann, centred, reflect padding.
 - `parity.npz`: a test clip and the PyTorch outputs for it; a host can test itself against them.
 - Classes (project order, GM note): {k}.
-- Latency: {st['latency_samples']} samples at {m['audio']['sample_rate']} Hz.
+- Latency: {st["latency_samples"]} samples at {m["audio"]["sample_rate"]} Hz.
 
 Python: `from idm.runtime.bundle import load_bundle; from idm.runtime.encoder import StreamingEncoder`.
 Validate: `idm-export --check <this folder>`. Full format: `docs/bundle.md` of the IDM toolkit.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from idm.errors import BundleError
 from idm.runtime.bundle import Bundle, load_bundle
 from idm.runtime.encoder import StreamingEncoder, make_session
+
+from idm.errors import BundleError
 
 __all__ = ["CheckReport", "check_bundle", "run_parity"]
 
@@ -40,9 +40,13 @@ def _check_signature(bundle: Bundle, name: str) -> None:
         for s in g["state"]:
             if s["name"] not in graph_in:
                 continue
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in graph_in[s["name"]].type.tensor_type.shape.dim]
+            dims = [
+                d.dim_value if d.HasField("dim_value") else None for d in graph_in[s["name"]].type.tensor_type.shape.dim
+            ]
             if dims != list(s["shape"]):
-                raise BundleError(f"{g['file']}: state {s['name']!r} has shape {dims} in the graph, manifest {s['shape']}")
+                raise BundleError(
+                    f"{g['file']}: state {s['name']!r} has shape {dims} in the graph, manifest {s['shape']}"
+                )
     missing = [n for n in want_in if n not in graph_in] + [n for n in want_out if n not in graph_out]
     if missing:
         raise BundleError(f"{g['file']}: graph lacks the manifest's tensors {', '.join(missing[:4])}")

@@ -26,12 +26,26 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 )
 def export(
     ckpt: Annotated[Path | None, typer.Argument(help="Checkpoint (.ckpt/.pt) to export.", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="Bundle folder [default: CKPT stem + .idm-bundle].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="model.yaml of an official checkpoint [default: found beside it].")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Bundle folder [default: CKPT stem + .idm-bundle].")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="model.yaml of an official checkpoint [default: found beside it].")
+    ] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17 to 20).")] = 17,
-    precision: Annotated[str, typer.Option("--precision", help="fp32, or fp16 (weights stored in fp16, float32 compute).")] = "fp32",
-    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 quantization of the encoder's matrix products.")] = None,
-    lookahead: Annotated[int | None, typer.Option("--lookahead", help="Declared look-ahead in frames, at least the model's own (57 for the official model); more adds a delay.")] = None,
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32, or fp16 (weights stored in fp16, float32 compute).")
+    ] = "fp32",
+    quantize: Annotated[
+        str | None, typer.Option("--quantize", help="int8: dynamic int8 quantization of the encoder's matrix products.")
+    ] = None,
+    lookahead: Annotated[
+        int | None,
+        typer.Option(
+            "--lookahead",
+            help="Declared look-ahead in frames: at least the model's own (57 official); more adds a delay.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
     check: Annotated[Path | None, typer.Option("--check", help="Validate this bundle folder and exit.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from idm.classes import CLASSES, GM_NOTES, GROUP_OF
 from idm.export.onnx_export import ENCODER_INPUTS, SYNTH_INPUTS
 from idm.export.streaming import END_UNKNOWN, StreamingEncoder, latency_samples
+from idm.runtime.bundle import SCHEMA, SCHEMA_VERSION
+
+from idm.classes import CLASSES, GM_NOTES, GROUP_OF
 from idm.model import InverseDrumMachine
 from idm.peaks import PeakPicking
-from idm.runtime.bundle import SCHEMA, SCHEMA_VERSION
 
 __all__ = ["EXPORTER_VERSION", "TOLERANCES", "build_manifest"]
 
@@ -50,8 +51,13 @@ def build_manifest(
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "exporter": {"name": "idm-export", "version": EXPORTER_VERSION},
-        "source": {"checkpoint": source_name, "sha256": source_sha256, "model_name": cfg.name,
-                   "model_class_order": list(cfg.classes), "config": cfg.to_dict()},
+        "source": {
+            "checkpoint": source_name,
+            "sha256": source_sha256,
+            "model_name": cfg.name,
+            "model_class_order": list(cfg.classes),
+            "config": cfg.to_dict(),
+        },
         "audio": {"sample_rate": fe.sample_rate, "channels": 1},
         "frontend": {
             "type": "log-mel",

@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 import torch
+from idm.export.streaming import END_UNKNOWN, StreamingEncoder, SynthGraph
 
 from idm.errors import ConfigError
-from idm.export.streaming import END_UNKNOWN, StreamingEncoder, SynthGraph
 
 __all__ = [
     "ENCODER_INPUTS",
@@ -39,18 +39,25 @@ def check_opset(opset: int) -> None:
         raise ConfigError(f"unsupported opset {opset}: supported opsets are {MIN_OPSET} to {MAX_OPSET}")
 
 
-def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, opset: int,
-            inputs: list[str], outputs: list[str], dynamic: dict[str, dict[int, str]]) -> None:
+def _export(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    opset: int,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             args,
-            buf,
+            buf,  # type: ignore[arg-type]
             input_names=inputs,
             output_names=outputs,
-            dynamic_axes=dynamic,  # type: ignore[arg-type]
+            dynamic_axes=dynamic,
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -67,12 +68,18 @@ class StreamingEncoder(nn.Module):
     [1, K, m], kit_embedding [1, n_kits], gains [1, K], *new_states)``; classes in project order.
     """
 
+    perm: torch.Tensor
+
     def __init__(self, model: InverseDrumMachine, extra_delay: int = 0) -> None:
         super().__init__()
         self.extra_delay = int(extra_delay)
         cfg = model.config
         ec = cfg.encoder
         self.enc = model.encoder
+        self._layers: list[tuple[Downsample, list[ConvNeXtBlock]]] = [
+            (cast(Downsample, d), [cast(ConvNeXtBlock, b) for b in cast(nn.Sequential, st)])
+            for d, st in zip(self.enc.downsamples, self.enc.stages, strict=True)
+        ]
         self.head = model.head
         self.kit = model.kit
         self.gain_net = model.gains
@@ -82,8 +89,7 @@ class StreamingEncoder(nn.Module):
         shift, extra = 0, 0
         self._down_conv: list[int] = []
         self._block_conv: list[list[int]] = []
-        for s, (down, stage) in enumerate(zip(self.enc.downsamples, self.enc.stages, strict=True)):
-            assert isinstance(down, Downsample)
+        for s, (down, stage) in enumerate(self._layers):
             k = down.conv.kernel_size[1]
             c = _TimeConv(f"cache_down{s}" if s else "cache_stem", k, shift, extra, down.tpad)
             self._down_conv.append(len(convs))
@@ -91,7 +97,6 @@ class StreamingEncoder(nn.Module):
             shift, extra = c.shift_out, c.extra_out
             ids = []
             for b, block in enumerate(stage):
-                assert isinstance(block, ConvNeXtBlock)
                 c = _TimeConv(f"cache_s{s}b{b}", block.kernel, shift, extra, block.tpad)
                 ids.append(len(convs))
                 convs.append(c)
@@ -118,7 +123,7 @@ class StreamingEncoder(nn.Module):
         shapes: list[tuple[int, ...]] = []
         x = torch.zeros(1, 1, self.n_mels, 8)
         with torch.no_grad():
-            for down, stage in zip(self.enc.downsamples, self.enc.stages, strict=True):
+            for down, stage in self._layers:
                 xin = down.norm(x) if down.norm_first else x
                 shapes.append((1, xin.shape[1], xin.shape[2], down.conv.kernel_size[1] - 1))
                 x = down(x)
@@ -131,7 +136,9 @@ class StreamingEncoder(nn.Module):
     def state_specs(self) -> list[StateSpec]:
         """Every state tensor, in the order :meth:`forward` takes and returns them."""
         specs = [StateSpec("frames_seen", (1,), "int64", 0)]
-        specs += [StateSpec(c.name, shape, "float32", 0.0) for c, shape in zip(self.convs, self._cache_shapes, strict=True)]
+        specs += [
+            StateSpec(c.name, shape, "float32", 0.0) for c, shape in zip(self.convs, self._cache_shapes, strict=True)
+        ]
         specs += [
             StateSpec("pool_feat_sum", (1, self.dim), "float32", 0.0),
             StateSpec("pool_norm_sum", (1, self.dim), "float32", 0.0),
@@ -151,8 +158,15 @@ class StreamingEncoder(nn.Module):
 
     # --- step -------------------------------------------------------------------------------------
 
-    def _mask(self, frames_seen: torch.Tensor, end_frame: torch.Tensor, m: int | torch.Tensor, c_shift: int,
-              c_extra: int, like: torch.Tensor) -> torch.Tensor:
+    def _mask(
+        self,
+        frames_seen: torch.Tensor,
+        end_frame: torch.Tensor,
+        m: int | torch.Tensor,
+        c_shift: int,
+        c_extra: int,
+        like: torch.Tensor,
+    ) -> torch.Tensor:
         idx = frames_seen + torch.arange(m, dtype=torch.int64) - c_shift  # type: ignore[arg-type]
         valid = (idx >= 0) & (idx < end_frame + c_extra)
         return valid.to(like.dtype)
@@ -176,7 +190,7 @@ class StreamingEncoder(nn.Module):
             return full
 
         x = logmel.unsqueeze(1)
-        for s, (down, stage) in enumerate(zip(self.enc.downsamples, self.enc.stages, strict=True)):
+        for s, (down, stage) in enumerate(self._layers):
             i = self._down_conv[s]
             if down.norm_first:
                 x = down.conv(conv_in(i, _channel_norm(down.norm, x)))
@@ -215,8 +229,19 @@ class StreamingEncoder(nn.Module):
             full = torch.cat([state[-1], torch.cat([logits, prob, velocity], dim=1)], dim=-1)
             extra = [full[..., full.shape[-1] - self.extra_delay :]]
             logits, prob, velocity = full[:, :k, :m], full[:, k : 2 * k, :m], full[:, 2 * k :, :m]
-        return (logits, prob, velocity, kit_embedding, gains, frames_seen, *new_caches, feat_sum, norm_sum, count,
-                *extra)
+        return (
+            logits,
+            prob,
+            velocity,
+            kit_embedding,
+            gains,
+            frames_seen,
+            *new_caches,
+            feat_sum,
+            norm_sum,
+            count,
+            *extra,
+        )
 
 
 class SynthGraph(nn.Module):
@@ -226,9 +251,10 @@ class SynthGraph(nn.Module):
     ``i`` of every tensor is project class ``i``; the bank-wide normalisation is order independent.
     """
 
-    def __init__(self, model: InverseDrumMachine, extra_delay: int = 0) -> None:
+    onehot: torch.Tensor
+
+    def __init__(self, model: InverseDrumMachine) -> None:
         super().__init__()
-        self.extra_delay = int(extra_delay)
         self.synth = model.synth
         k = model.config.n_classes
         perm = class_permutation(model.config.classes)
@@ -255,4 +281,4 @@ def latency_samples(lookahead: int, hop: int, n_fft: int) -> int:
 
 def frames_for(n_samples: int, hop: int) -> int:
     """Log-mel frames of a clip of ``n_samples`` (end zero-padded to the hop, centred frames)."""
-    return int(math.ceil(n_samples / hop)) + 1
+    return math.ceil(n_samples / hop) + 1

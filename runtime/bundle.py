@@ -38,8 +38,13 @@ _TOP: dict[str, type | tuple[type, ...]] = {
 _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "audio": {"sample_rate": int, "channels": int},
     "frontend": {"n_fft": int, "hop": int, "n_mels": int, "log_eps": float, "mel_fb_file": str, "frame_rate": float},
-    "streaming": {"lookahead_frames": int, "extra_frames": int, "latency_samples": int, "end_frame_unknown": int,
-                  "flush_frames": int},
+    "streaming": {
+        "lookahead_frames": int,
+        "extra_frames": int,
+        "latency_samples": int,
+        "end_frame_unknown": int,
+        "flush_frames": int,
+    },
     "source": {"sha256": str},
 }
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
-from idm.errors import AudioInputError
 from idm.runtime.bundle import Bundle
 from idm.runtime.frontend import FrontendParams, StreamingLogMel
+
+from idm.errors import AudioInputError
 
 __all__ = ["EncoderFrames", "StreamingEncoder", "make_session"]
 
@@ -29,7 +30,7 @@ class EncoderFrames:
         return int(self.onset_prob.shape[-1])
 
 
-def make_session(path: str, threads: int = 1, providers: list[str] | None = None):  # type: ignore[no-untyped-def]
+def make_session(path: str, threads: int = 1, providers: list[str] | None = None) -> Any:
     """An onnxruntime session with ``threads`` intra-op threads (CPU provider by default)."""
     import onnxruntime as ort
 

@@ -7,9 +7,8 @@ import shutil
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from idm.export.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -30,8 +29,15 @@ def test_export_and_check_tiny(tiny_ckpt, tmp_path):
     out = tmp_path / "b"
     res = run(tiny_ckpt, "-o", out)
     assert res.exit_code == 0, res.output
-    assert {p.name for p in out.iterdir()} >= {"encoder.onnx", "synth.onnx", "manifest.json", "README.md",
-                                                "mel_fb.npy", "noise.npy", "parity.npz"}
+    assert {p.name for p in out.iterdir()} >= {
+        "encoder.onnx",
+        "synth.onnx",
+        "manifest.json",
+        "README.md",
+        "mel_fb.npy",
+        "noise.npy",
+        "parity.npz",
+    }
     res = run("--check", out)
     assert res.exit_code == 0 and "ok:" in res.output, res.output
     # existing non-empty folder without --force
@@ -66,7 +72,6 @@ def test_check_detects_bad_manifest(tampered):
 
 def test_check_detects_wrong_parity(tampered):
     import numpy as np
-
     from idm.runtime.bundle import sha256_file
 
     par = dict(np.load(tampered / "parity.npz"))

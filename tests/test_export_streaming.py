@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from idm.export.streaming import class_permutation
 from idm.runtime.bundle import load_bundle
 from idm.runtime.encoder import StreamingEncoder, make_session
@@ -79,8 +78,9 @@ def test_official_streaming_equals_offline(official_model, official_bundle, ref_
 def test_official_odd_length_clip_matches_reference(official_bundle, ref_dir, rng):
     ref = np.load(ref_dir / "demo_mix_excerpt_odd_length.npz")
     got = stream_graph(official_bundle, ref["logmel"], rng)
-    perm = class_permutation(("crash", "ride", "hihat_closed", "hihat_open", "kick", "snare", "tom_floor",
-                              "tom_high", "tom_mid"))
+    perm = class_permutation(
+        ("crash", "ride", "hihat_closed", "hihat_open", "kick", "snare", "tom_floor", "tom_high", "tom_mid")
+    )
     np.testing.assert_allclose(got["onset_logits"], ref["onset_logits"][perm], rtol=1e-4, atol=1e-3)
     assert np.abs(got["velocity"] - ref["velocity"][perm]).max() < 1e-3
     assert np.abs(got["kit_embedding"] - ref["kit_embedding"]).max() < 1e-4

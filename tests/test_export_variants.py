@@ -6,12 +6,12 @@ import shutil
 
 import numpy as np
 import onnx
-
 from idm.export.manifest import TOLERANCES
 from idm.export.quantize import to_fp16, to_int8
 from idm.export.streaming import class_permutation
-from idm.peaks import peak_pick
 from idm.runtime.encoder import make_session
+
+from idm.peaks import peak_pick
 
 
 def run_whole(path, logmel: np.ndarray, flush: int) -> list[np.ndarray]:
@@ -23,8 +23,9 @@ def run_whole(path, logmel: np.ndarray, flush: int) -> list[np.ndarray]:
 
 def test_synth_matches_official_reference(official_bundle, ref_dir):
     ref = np.load(ref_dir / "demo_mix_full.npz")
-    perm = class_permutation(("crash", "ride", "hihat_closed", "hihat_open", "kick", "snare", "tom_floor",
-                              "tom_high", "tom_mid"))
+    perm = class_permutation(
+        ("crash", "ride", "hihat_closed", "hihat_open", "kick", "snare", "tom_floor", "tom_high", "tom_mid")
+    )
     sess = make_session(str(official_bundle / "synth.onnx"))
     shots, rate = sess.run(None, {"kit_embedding": ref["kit_embedding"][None], "noise": ref["noise"][perm]})
     assert np.abs(shots - ref["one_shots"][perm]).max() < 1e-4
@@ -34,7 +35,9 @@ def test_synth_matches_official_reference(official_bundle, ref_dir):
 def test_synth_matches_pytorch_tiny(tiny_bundle):
     par = np.load(tiny_bundle / "parity.npz")
     sess = make_session(str(tiny_bundle / "synth.onnx"))
-    shots, _ = sess.run(None, {"kit_embedding": par["kit_embedding"][None], "noise": np.load(tiny_bundle / "noise.npy")})
+    shots, _ = sess.run(
+        None, {"kit_embedding": par["kit_embedding"][None], "noise": np.load(tiny_bundle / "noise.npy")}
+    )
     assert np.abs(shots - par["one_shots"]).max() < 1e-4
 
 
