@@ -183,13 +183,13 @@ def export_bundle(
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Load ``ckpt`` (project format, or official with ``model.yaml``) and export it; default ``out`` is
-    ``<ckpt stem>.idm-bundle`` beside the checkpoint."""
+    ``<ckpt stem>.idm-bundle`` in the current folder."""
     ckpt = Path(ckpt)
     _sniff_checkpoint(ckpt)
     say = progress or (lambda _msg: None)
     say("loading checkpoint")
     model = load_model(ckpt, config)
-    target = Path(out) if out is not None else ckpt.with_name(ckpt.stem + ".idm-bundle")
+    target = Path(out) if out is not None else Path.cwd() / (ckpt.stem + ".idm-bundle")
     opts = opts or ExportOptions()
     _prepare_out(target, opts.force)
     return export_model(model, target, opts, source_name=ckpt.name, source_sha256=sha256_file(ckpt), progress=say)

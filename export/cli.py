@@ -27,7 +27,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def export(
     ckpt: Annotated[Path | None, typer.Argument(help="Checkpoint (.ckpt/.pt) to export.", show_default=False)] = None,
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Bundle folder [default: CKPT stem + .idm-bundle].")
+        Path | None, typer.Option("-o", "--out", help="Bundle folder [default: ./CKPT-stem.idm-bundle].")
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="model.yaml of an official checkpoint [default: found beside it].")
