@@ -20,7 +20,7 @@ EXPORTER_VERSION = "0.1.0"
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"onset_prob": 1e-4, "velocity": 1e-4, "kit_embedding": 1e-4, "gains": 1e-4, "one_shots": 1e-4},
     "fp16": {"onset_prob": 1e-2, "velocity": 5e-2, "kit_embedding": 1e-2, "gains": 1e-2, "one_shots": 1e-2},
-    "int8": {"onset_prob": 0.3, "velocity": 1.0, "kit_embedding": 5e-2, "gains": 5e-2, "one_shots": 1e-4},
+    "int8": {"onset_prob": 0.3, "velocity": 1.0, "kit_embedding": 0.1, "gains": 0.1, "one_shots": 1e-4},
 }
 
 
