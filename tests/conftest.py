@@ -1,4 +1,4 @@
-"""Shared fixtures: the official reference (configurable path), models, a seeded rng, a tiny checkpoint."""
+"""Shared fixtures: the official reference (configurable path, required in CI), models, bundles, a seeded rng."""
 
 from __future__ import annotations
 
@@ -69,6 +69,45 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     save_checkpoint(model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def official_bundle(official_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from idm.export.bundle import export_bundle
+
+    return export_bundle(official_ckpt, tmp_path_factory.mktemp("official") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A tiny random model whose every layer matters (layer scale 0.5 instead of 1e-6)."""
+    import torch
+
+    from idm.model import IDMConfig, InverseDrumMachine
+
+    torch.manual_seed(0)
+    model = InverseDrumMachine(IDMConfig.tiny()).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(0.5)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_stream_ckpt(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from idm.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.ckpt"
+    save_checkpoint(tiny_model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_stream_ckpt: Path) -> Path:
+    from idm.export.bundle import export_bundle
+
+    return export_bundle(tiny_stream_ckpt, tiny_stream_ckpt.parent / "bundle")
 
 
 @pytest.fixture

@@ -1,0 +1,103 @@
+"""Re-validate a bundle: manifest schema, hashes, onnx.checker, graph signatures and a streamed parity run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from idm.runtime.bundle import Bundle, load_bundle
+from idm.runtime.encoder import StreamingEncoder, make_session
+
+from idm.errors import BundleError
+
+__all__ = ["CheckReport", "check_bundle", "run_parity"]
+
+
+@dataclass
+class CheckReport:
+    """Max abs errors of the parity run, per output, and the tolerances they were held to."""
+
+    errors: dict[str, float] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+
+
+def _check_signature(bundle: Bundle, name: str) -> None:
+    g = bundle.manifest["graphs"][name]
+    model = onnx.load(str(bundle.path(g["file"])))
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise BundleError(f"{g['file']}: onnx.checker failed: {str(e).splitlines()[0]}") from None
+    graph_in = {i.name: i for i in model.graph.input}
+    graph_out = {o.name for o in model.graph.output}
+    want_in = [i["name"] for i in g["inputs"]]
+    want_out = [o["name"] for o in g["outputs"]]
+    if name == "encoder":
+        want_in += [s["name"] for s in g["state"]]
+        want_out += [s["output"] for s in g["state"]]
+        for s in g["state"]:
+            if s["name"] not in graph_in:
+                continue
+            dims = [
+                d.dim_value if d.HasField("dim_value") else None for d in graph_in[s["name"]].type.tensor_type.shape.dim
+            ]
+            if dims != list(s["shape"]):
+                raise BundleError(
+                    f"{g['file']}: state {s['name']!r} has shape {dims} in the graph, manifest {s['shape']}"
+                )
+    missing = [n for n in want_in if n not in graph_in] + [n for n in want_out if n not in graph_out]
+    if missing:
+        raise BundleError(f"{g['file']}: graph lacks the manifest's tensors {', '.join(missing[:4])}")
+
+
+def run_parity(bundle: Bundle, seed: int = 0, max_block: int = 6000) -> dict[str, float]:
+    """Stream the parity clip through the runtime in random blocks; max abs error per output."""
+    par = np.load(bundle.path(bundle.manifest["parity"]["file"]), allow_pickle=False)
+    enc = StreamingEncoder(bundle)
+    audio = par["audio"]
+    rng = np.random.default_rng(seed)
+    probs, vels = [], []
+    t = 0
+    while t < audio.size:
+        n = int(rng.integers(1, max_block))
+        f = enc.process_audio(audio[t : t + n])
+        probs.append(f.onset_prob)
+        vels.append(f.velocity)
+        t += n
+    f = enc.flush()
+    probs.append(f.onset_prob)
+    vels.append(f.velocity)
+    prob, vel = np.concatenate(probs, 1), np.concatenate(vels, 1)
+    if prob.shape != par["onset_prob"].shape:
+        raise BundleError(f"parity run: streamed {prob.shape[1]} frames, offline has {par['onset_prob'].shape[1]}")
+    synth = make_session(str(bundle.synth_path))
+    one_shots, _ = synth.run(None, {"kit_embedding": par["kit_embedding"][None], "noise": bundle.noise()})
+    return {
+        "onset_prob": float(np.abs(prob - par["onset_prob"]).max()),
+        "velocity": float(np.abs(vel - par["velocity"]).max()),
+        "kit_embedding": float(np.abs(enc.kit_embedding - par["kit_embedding"]).max()),
+        "gains": float(np.abs(enc.gains - par["gains"]).max()),
+        "one_shots": float(np.abs(one_shots - par["one_shots"]).max()),
+    }
+
+
+def check_bundle(root: str | Path) -> CheckReport:
+    """Full validation of a bundle folder; raises :class:`BundleError` on the first problem found."""
+    bundle = load_bundle(root)
+    for name in ("encoder", "synth"):
+        _check_signature(bundle, name)
+    for s in bundle.manifest["graphs"]["encoder"]["state"]:
+        if not all(isinstance(d, int) and d > 0 for d in s["shape"]):
+            raise BundleError(f"manifest.json: state {s['name']!r} has a bad shape {s['shape']}")
+    mel = bundle.mel_fb()
+    fe = bundle.manifest["frontend"]
+    if list(mel.shape) != [fe["n_fft"] // 2 + 1, fe["n_mels"]]:
+        raise BundleError(f"mel_fb.npy: shape {list(mel.shape)}, expected {[fe['n_fft'] // 2 + 1, fe['n_mels']]}")
+    tol = bundle.manifest["parity"]["tolerance"]
+    errors = run_parity(bundle)
+    for key, err in errors.items():
+        if not err <= tol[key]:
+            raise BundleError(f"parity run: {key} differs from PyTorch by {err:.3g} (tolerance {tol[key]:g})")
+    return CheckReport(errors, dict(tol))
