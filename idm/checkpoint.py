@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import warnings
@@ -15,6 +14,7 @@ import yaml
 
 from idm.classes import official_to_project
 from idm.errors import CheckpointError, ConfigError
+from idm.files import sha256_file
 from idm.model import IDMConfig, InverseDrumMachine
 from idm.model.config import EncoderConfig, FrontendConfig, SynthConfig
 from idm.model.official import map_official_state_dict
@@ -31,15 +31,6 @@ __all__ = [
 
 #: Marker of the project's own checkpoint format (``format`` key of the saved dict).
 PROJECT_FORMAT = "idm-checkpoint-v1"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

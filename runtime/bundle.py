@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from idm.errors import BundleError
+from idm.files import sha256_file
 
 __all__ = ["MANIFEST", "SCHEMA", "SCHEMA_VERSION", "Bundle", "load_bundle", "sha256_file", "validate_manifest"]
 
@@ -47,15 +47,6 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "source": {"sha256": str},
 }
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate_manifest(m: Any) -> None:
