@@ -88,19 +88,6 @@ def read_audio(path: str | Path, sample_rate: int) -> AudioClip:
             f"{path}: {channels} channels; a mono or stereo drum mix is expected (downmix it first, "
             f"e.g. 'sox in.wav -c 1 out.wav')"
         )
-    if n == 0:
-        raise AudioInputError(f"{path}: empty audio (0 samples)")
-    mono = data.mean(axis=1) if channels == 2 else data[:, 0]
-    bad = ~np.isfinite(mono)
-    if bad.any():
-        raise AudioInputError(
-            f"{path}: {int(bad.sum())} samples are NaN or infinite (first at sample {int(bad.argmax())})"
-        )
-    if n < MIN_SECONDS * sr:
-        raise AudioInputError(
-            f"{path}: too short ({n} samples, {n / sr * 1000:.1f} ms); at least {MIN_SECONDS * 1000:.0f} ms is needed"
-        )
-    if not np.any(mono):
-        raise AudioInputError(f"{path}: audio is silent (all samples are zero)")
+    mono = check_audio(data.mean(axis=1) if channels == 2 else data[:, 0], str(path), sr)
     mono = resample(np.ascontiguousarray(mono), sr, sample_rate)
-    return AudioClip(check_audio(mono, str(path), sample_rate), sample_rate, sr, channels, n)
+    return AudioClip(mono, sample_rate, sr, channels, n)

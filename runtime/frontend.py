@@ -79,6 +79,16 @@ class StreamingLogMel:
         self.frames_out += m
         return out
 
+    def _start(self) -> None:
+        """Prepend the start's reflection (``x[half], ..., x[1]``) once enough samples are buffered."""
+        half = self.p.n_fft // 2
+        head = self._buf[1 : half + 1][::-1].copy()
+        body = self._buf[: self._len].copy()
+        self._len = 0
+        self._append(head)
+        self._append(body)
+        self._started = True
+
     def process(self, audio: np.ndarray) -> np.ndarray:
         """Feed mono samples; returns the log-mel frames that became complete, ``[m, n_mels]``."""
         x = np.asarray(audio, dtype=np.float64).reshape(-1)
@@ -88,12 +98,7 @@ class StreamingLogMel:
             self._append(x)
             if self._len <= half:
                 return np.zeros((0, self.p.n_mels), dtype=np.float32)
-            head = self._buf[1 : half + 1][::-1].copy()
-            body = self._buf[: self._len].copy()
-            self._len = 0
-            self._append(head)
-            self._append(body)
-            self._started = True
+            self._start()
             return self._frames()
         self._n_in += x.shape[0]
         self._append(x)
@@ -109,12 +114,7 @@ class StreamingLogMel:
             if self._len <= half:
                 raise AudioInputError(f"clip too short for the front end: {self._n_in} samples, need {half + 1}")
             self._n_in += n_pad
-            head = self._buf[1 : half + 1][::-1].copy()
-            body = self._buf[: self._len].copy()
-            self._len = 0
-            self._append(head)
-            self._append(body)
-            self._started = True
+            self._start()
         else:
             self._n_in += n_pad
             self._append(np.zeros(n_pad))

@@ -101,17 +101,6 @@ class Encoder(nn.Module):
             return 0
         return (len(self.cfg.dims) - 1) * (2 * self.cfg.down_time_pad - (self.cfg.down_kernel - 1))
 
-    @property
-    def lookahead(self) -> int:
-        """Right context in input frames needed by an output frame aligned to its input frame."""
-        if self.cfg.causal:
-            return 0
-        c = self.cfg
-        n_down = len(c.dims) - 1
-        right = c.stem_kernel // 2 + sum(c.depths) * (c.kernel_size // 2)
-        right += n_down * ((c.down_kernel - 1) // 2)
-        return right
-
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         x = logmel.unsqueeze(1)
         for down, stage in zip(self.downsamples, self.stages, strict=True):
