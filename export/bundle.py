@@ -14,11 +14,12 @@ import torch
 from idm.export.manifest import build_manifest
 from idm.export.onnx_export import check_opset, export_encoder, export_synth
 from idm.export.quantize import to_fp16, to_int8
-from idm.export.streaming import StreamingEncoder, SynthGraph, class_permutation
+from idm.export.streaming import StreamingEncoder, SynthGraph
 from idm.runtime.bundle import MANIFEST
 
 from idm.checkpoint import load_model, sha256_file
-from idm.errors import CheckpointError, ConfigError, OutputError
+from idm.classes import class_permutation
+from idm.errors import ConfigError, OutputError
 from idm.model import InverseDrumMachine
 from idm.model.frontend import mel_filterbank
 
@@ -185,7 +186,6 @@ def export_bundle(
     """Load ``ckpt`` (project format, or official with ``model.yaml``) and export it; default ``out`` is
     ``<ckpt stem>.idm-bundle`` in the current folder."""
     ckpt = Path(ckpt)
-    _sniff_checkpoint(ckpt)
     say = progress or (lambda _msg: None)
     say("loading checkpoint")
     model = load_model(ckpt, config)
@@ -193,16 +193,6 @@ def export_bundle(
     opts = opts or ExportOptions()
     _prepare_out(target, opts.force)
     return export_model(model, target, opts, source_name=ckpt.name, source_sha256=sha256_file(ckpt), progress=say)
-
-
-def _sniff_checkpoint(path: Path) -> None:
-    """Refuse early what is neither a zip archive (torch.save) nor a pickle (legacy torch.save)."""
-    if not path.is_file():
-        return  # load_model words missing files and folders
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
 def _readme(m: dict) -> str:

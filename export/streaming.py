@@ -8,7 +8,6 @@ by masking, with a frame counter and the clip's end (``end_frame``, known only a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -16,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from idm.classes import CLASSES
+from idm.classes import class_permutation
 from idm.model import InverseDrumMachine
 from idm.model.encoder import ChannelNorm, ConvNeXtBlock, Downsample
 from idm.model.heads import exp_sigmoid
 
-__all__ = ["END_UNKNOWN", "StateSpec", "StreamingEncoder", "SynthGraph", "class_permutation"]
+__all__ = ["END_UNKNOWN", "StateSpec", "StreamingEncoder", "SynthGraph"]
 
 #: ``end_frame`` value meaning "the clip has not ended" (a large int64, safe to add small offsets to).
 END_UNKNOWN = 1 << 62
@@ -35,11 +34,6 @@ class StateSpec:
     shape: tuple[int, ...]
     dtype: str  # "float32" or "int64"
     init: float  # every element starts at this value
-
-
-def class_permutation(model_classes: tuple[str, ...]) -> list[int]:
-    """Indices ``p`` such that ``model_output[p]`` is in project order (:data:`idm.classes.CLASSES`)."""
-    return [model_classes.index(c) for c in CLASSES]
 
 
 @dataclass
@@ -277,8 +271,3 @@ def _channel_norm(norm: ChannelNorm, x: torch.Tensor) -> torch.Tensor:
 def latency_samples(lookahead: int, hop: int, n_fft: int) -> int:
     """Samples between an input sample at model frame ``t`` and the call that emits frame ``t``."""
     return lookahead * hop + n_fft // 2
-
-
-def frames_for(n_samples: int, hop: int) -> int:
-    """Log-mel frames of a clip of ``n_samples`` (end zero-padded to the hop, centred frames)."""
-    return math.ceil(n_samples / hop) + 1

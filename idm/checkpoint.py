@@ -40,6 +40,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save zip, or a legacy pickle
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -12,6 +12,7 @@ __all__ = [
     "OFFICIAL_CODES",
     "DrumClass",
     "class_index",
+    "class_permutation",
     "official_to_project",
 ]
 
@@ -56,6 +57,11 @@ def class_index(name: str) -> int:
         return CLASSES.index(name)
     except ValueError:
         raise KeyError(f"unknown drum class {name!r}; expected one of {', '.join(CLASSES)}") from None
+
+
+def class_permutation(model_classes: tuple[str, ...] | list[str]) -> list[int]:
+    """Indices ``p`` such that ``model_output[p]`` is in project order (:data:`CLASSES`)."""
+    return [list(model_classes).index(c) for c in CLASSES]
 
 
 def official_to_project(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:

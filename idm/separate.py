@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from idm.audio import check_audio, read_audio, resample
-from idm.classes import CLASSES, GM_TO_CLASS, GROUP_OF, GROUPS
+from idm.classes import CLASSES, GM_TO_CLASS, GROUP_OF, GROUPS, class_permutation
 from idm.errors import AudioInputError, OutputError
 from idm.midi import Onset, read_onsets, to_midi_velocity, write_midi
 from idm.model import InverseDrumMachine
@@ -94,9 +94,7 @@ class Separator:
         self.config = config or SeparatorConfig()
         self.device = torch.device(self.config.device)
         self.model = model.eval().to(self.device)
-        mcls = model.config.classes
-        self._perm = [mcls.index(c) for c in CLASSES]  # model order -> project order
-        self._inv = [CLASSES.index(c) for c in mcls]  # project order -> model order
+        self._perm = class_permutation(model.config.classes)  # model order -> project order
         self.sample_rate = model.config.frontend.sample_rate
         self.hop = model.config.frontend.hop
         self._banks: dict[tuple[int, bytes], np.ndarray] = {}

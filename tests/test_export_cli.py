@@ -92,7 +92,7 @@ def test_bad_inputs(tmp_path, tiny_stream_ckpt, ref_dir):
     out = tmp_path / "out"
     text = tmp_path / "notes.ckpt"
     text.write_text("hello")
-    one_line_error(run(text, "-o", out), "not a PyTorch checkpoint")
+    one_line_error(run(text, "-o", out), "not a readable PyTorch checkpoint")
     trunc = tmp_path / "trunc.ckpt"
     trunc.write_bytes(tiny_stream_ckpt.read_bytes()[:5000])
     one_line_error(run(trunc, "-o", out), "trunc.ckpt")

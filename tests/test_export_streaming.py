@@ -6,9 +6,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from idm.export.streaming import class_permutation
 from idm.runtime.bundle import load_bundle
 from idm.runtime.encoder import StreamingEncoder, make_session
+
+from idm.classes import class_permutation
 
 TOL = 1e-4
 
