@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from idm.errors import AudioInputError, ConfigError
-from idm.model.wiener import wiener_separate
-from idm.peaks import PeakPicking, peak_pick
 from idm.runtime.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.processor import ProcessorConfig, StreamProcessor
 from idm.runtime.voices import VoiceEngine
 from idm.runtime.wiener import StreamingWiener
+
+from idm.errors import AudioInputError, ConfigError
+from idm.model.wiener import wiener_separate
+from idm.peaks import PeakPicking, peak_pick
 from idm.separate import Separator, SeparatorConfig
 
 
@@ -151,7 +151,9 @@ def test_block_size_does_not_change_output(tiny_bundle: Path, rng: np.random.Gen
     x = drum_loop(2.0)
     runs = []
     for sizes in ([64], [256], [1, 4000, 17], [50000]):
-        with StreamProcessor(tiny_bundle, ProcessorConfig(provider="cpu", freeze=True, max_block=4096, delta=0.005)) as proc:
+        with StreamProcessor(
+            tiny_bundle, ProcessorConfig(provider="cpu", freeze=True, max_block=4096, delta=0.005)
+        ) as proc:
             outs, ev, i, j = [], [], 0, 0
             while i < x.shape[0]:
                 m = sizes[j % len(sizes)]
