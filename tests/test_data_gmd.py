@@ -94,3 +94,12 @@ def test_bad_inputs(tmp_path: Path) -> None:
         read_events(tmp_path / "bad.mid")
     with pytest.raises(DataError, match="velocity outside"):
         Events.from_lists([0.0], [0], [0])
+
+
+def test_numpy_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, idm.data.gmd, idm.data.kits, idm.data.render, idm.data.targets, idm.data.pack, "
+            "idm.data.evalset, idm.data.examples, idm.data.cli; assert 'torch' not in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)

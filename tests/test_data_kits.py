@@ -18,15 +18,20 @@ from idm.data.sf2 import read_sf2
 from idm.errors import DataError
 
 AVL = DEFAULT_KITS_ROOT / "sounds" / "sf2" / "Black_Pearl_4_LV2.sf2"
+HYDROGEN = DEFAULT_KITS_ROOT / "hydrogen" / "data" / "drumkits"
 
 
-def _need_avl() -> Path:
-    if not AVL.is_file():
-        msg = f"{AVL} not installed (Debian package avldrums.lv2-soundfont; 'make setup' installs it as root)"
+def _need(path: Path, package: str) -> Path:
+    if not path.exists():
+        msg = f"{path} not installed (Debian package {package}; 'make setup' installs it when run as root)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    return AVL
+    return path
+
+
+def _need_avl() -> Path:
+    return _need(AVL, "avldrums.lv2-soundfont")
 
 
 @pytest.mark.parametrize(
@@ -182,6 +187,7 @@ def test_registry_entries_have_licenses_and_roles() -> None:
 
 def test_registered_kits_load() -> None:
     _need_avl()
+    _need(HYDROGEN / "ForzeeStereo", "hydrogen-drumkits")
     km = load_kitmap()
     for name in km.names():
         kit = load_kit(name)

@@ -16,8 +16,9 @@ class RenderedDataset(Dataset):
     """Map-style dataset of rendered examples; item ``i`` is a function of ``(config.seed, epoch, i)``.
 
     Items are dicts: ``audio`` float32 ``[N]``, ``onsets`` and ``velocity`` float32 ``[9, F]``
-    (``F = N // 256 + 1``), ``kit`` int64 (index in :attr:`kit_names`), and ``stems`` float32
-    ``[9, N]`` when ``config.stems``.
+    (``F = N // 256 + 1``; class axis in :data:`idm.classes.CLASSES` order), ``kit`` int64 (index
+    in :attr:`kit_names` of the example's kit; with a kit mix drawn by the augmentation some
+    classes come from other kits), and ``stems`` float32 ``[9, N]`` when ``config.stems``.
 
     Parameters
     ----------
