@@ -14,13 +14,14 @@ __all__ = ["PeakPicking", "peak_pick"]
 class PeakPicking:
     """Parameters in frames: ``x[n]`` is a peak if it is the maximum of ``x[n-pre_max : n+post_max]``,
     at least ``mean(x[n-pre_avg : n+post_avg]) + delta``, and more than ``wait`` frames after the
-    previous peak (windows are truncated at the edges)."""
+    previous peak (windows are truncated at the edges). ``delta`` is one threshold, or one per class
+    (a tuple as long as the class axis, e.g. thresholds tuned per class)."""
 
     pre_max: int = 8
     post_max: int = 8
     pre_avg: int = 17
     post_avg: int = 17
-    delta: float = 0.2
+    delta: float | tuple[float, ...] = 0.2
     wait: int = 10
 
 
@@ -45,8 +46,13 @@ def peak_pick(probs: np.ndarray, params: PeakPicking | None = None) -> np.ndarra
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     xf = x.astype(np.float64)
+    delta = np.asarray(p.delta, dtype=np.float64)
+    if delta.ndim:
+        if delta.shape != (x.shape[0],):
+            raise ValueError(f"peak picking: {delta.size} per-class deltas for {x.shape[0]} classes")
+        delta = delta[:, None]
     cand = (xf == _window_stat(xf, p.pre_max, p.post_max, "max")) & (
-        xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + p.delta
+        xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + delta
     )
     out = np.zeros(x.shape, dtype=bool)
     for k, n in zip(*np.nonzero(cand), strict=True):  # few candidates: greedy refractory suppression
