@@ -35,8 +35,13 @@ def build_manifest(
     source_sha256: str,
     files: dict[str, str],
     n_noise: int,
+    peak_picking: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest dict; ``files`` maps every bundle file name (except the manifest) to its sha256."""
+    """The manifest dict; ``files`` maps every bundle file name (except the manifest) to its sha256.
+
+    ``peak_picking`` is the picker stored in a trained checkpoint (``delta`` one value or one per class in
+    project order); default: the official evaluation picker.
+    """
     cfg = model.config
     fe = cfg.frontend
     k = cfg.n_classes
@@ -46,7 +51,9 @@ def build_manifest(
         for s in enc.state_specs()
     ]
     variant = "int8" if quantize == "int8" else precision
-    pp = PeakPicking()
+    default = PeakPicking()
+    pp = {k: getattr(default, k) for k in ("pre_max", "post_max", "pre_avg", "post_avg", "delta", "wait")}
+    pp.update({k: v for k, v in (peak_picking or {}).items() if k in pp})
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -124,15 +131,7 @@ def build_manifest(
                 "n_samples": n_noise,
             },
         },
-        "peak_picking": {
-            "on": "onset_prob",
-            "pre_max": pp.pre_max,
-            "post_max": pp.post_max,
-            "pre_avg": pp.pre_avg,
-            "post_avg": pp.post_avg,
-            "delta": pp.delta,
-            "wait": pp.wait,
-        },
+        "peak_picking": {"on": "onset_prob", **pp},
         "parity": {"file": "parity.npz", "variant": variant, "tolerance": TOLERANCES[variant]},
         "files": files,
     }

@@ -35,9 +35,9 @@ def train(
         str | None, typer.Option(help="32-true, bf16-mixed or 16-mixed (overrides training.precision).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Run seed (overrides training.seed).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Data loader workers per device (overrides training.workers).")] = (
-        None
-    ),
+    workers: Annotated[
+        int | None, typer.Option(help="Data loader workers per device (overrides training.workers).")
+    ] = (None),
     override: Annotated[
         list[str] | None, typer.Option(help="SECTION.KEY=VALUE config override (YAML value); repeatable.")
     ] = None,
@@ -87,5 +87,7 @@ def train(
     state = "finished" if result.finished else "stopped (continue with --resume)"
     typer.echo(f"step {result.step}/{result.total_steps} {state}; {result.model_ckpt}")
     if result.val_metrics:
-        shown = {k: v for k, v in result.val_metrics.items() if k in ("val/f_micro", "val/f_micro_tuned", "val/f_macro")}
+        shown = {
+            k: v for k, v in result.val_metrics.items() if k in ("val/f_micro", "val/f_micro_tuned", "val/f_macro")
+        }
         typer.echo("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))

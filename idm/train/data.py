@@ -59,6 +59,7 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
         raise IDMError(f"{data_dir}: --data must be a Groove MIDI Dataset root or a data pack folder")
     raw = dict(cfg.data)
     raw.setdefault("seed", cfg.training.seed)
+    kits_root: str | Path | None
     if is_pack(data_dir):
         gmd_root, kits_root = data_dir / "gmd", data_dir
     else:

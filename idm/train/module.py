@@ -29,13 +29,17 @@ __all__ = ["VAL_NOISE_SEED", "IDMTrainingModule", "onset_counts", "seed_for"]
 
 #: Seed of the fixed synthesizer noise used in validation (the one inference and export use).
 VAL_NOISE_SEED = 1234
+#: Losses reported by validation (each also logged).
+VAL_LOSSES = ("loss", "stft", "sc", "logmag", "linmag", "onset", "kit")
 #: Onset match tolerance of the validation F-measure, seconds.
 ONSET_WINDOW = 0.05
 
 
 def seed_for(*keys: int) -> int:
     """A 63-bit seed derived from integers (run seed, step, rank, ...): independent streams per key."""
-    return int(np.random.SeedSequence([k & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint32).view(np.uint64)[0]) >> 1
+    return (
+        int(np.random.SeedSequence([k & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint32).view(np.uint64)[0]) >> 1
+    )
 
 
 def onset_counts(peaks: np.ndarray, targets: np.ndarray, frame_rate: float, window: float = ONSET_WINDOW) -> np.ndarray:
@@ -126,12 +130,14 @@ class IDMTrainingModule(L.LightningModule):
     def step(self, batch: dict[str, torch.Tensor], noise: torch.Tensor, kit: torch.Tensor) -> dict[str, Any]:
         """Losses (and what validation needs) for a batch whose audio is already augmented."""
         audio = batch["audio"]
-        b, n = audio.shape
+        n = audio.shape[-1]
         targets = batch["onsets"][:, self.to_model].float()
         n_frames = targets.shape[-1]
         out = self.encode(audio)
         if out["onset_logits"].shape[-1] < n_frames:
-            raise ValueError(f"model gives {out['onset_logits'].shape[-1]} frames for {n} samples, targets have {n_frames}")
+            raise ValueError(
+                f"model gives {out['onset_logits'].shape[-1]} frames for {n} samples, targets have {n_frames}"
+            )
         logits = out["onset_logits"][..., :n_frames]
         velocity = out["velocity"][..., :n_frames]
         mix = self.resynthesize(targets * velocity, out["kit_embedding"], out["gains"], noise, n)
@@ -182,7 +188,8 @@ class IDMTrainingModule(L.LightningModule):
         k = self.config.model.n_classes
         self._counts = np.zeros((k, 3), dtype=np.int64)
         self._grid_counts = np.zeros((len(self.delta_grid), k, 3), dtype=np.int64)
-        self._vel_err = np.zeros(2)  # sum |v - v_target| at target onsets, count
+        self._vel = np.zeros(6)  # n, sums of v, v_target, v*v_target, v^2, v_target^2 at target onsets
+        self._loss_sums = np.zeros(len(VAL_LOSSES) + 1)  # batch-weighted loss sums, items
 
     def on_validation_epoch_start(self) -> None:
         self._reset_counts()
@@ -198,6 +205,7 @@ class IDMTrainingModule(L.LightningModule):
         logs = {f"val/{k}": res[k] for k in ("stft", "sc", "logmag", "linmag", "onset", "kit")}
         logs["val/loss"] = res["loss"].detach()
         self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=True, batch_size=b)
+        self._loss_sums += b * np.array([float(logs[f"val/{k}"]) for k in VAL_LOSSES] + [1.0])
 
         probs = torch.sigmoid(res["logits"].float())[:, self.to_project].cpu().numpy()
         vel = res["velocity"].float()[:, self.to_project].cpu().numpy()
@@ -211,9 +219,12 @@ class IDMTrainingModule(L.LightningModule):
             picked.append(peaks)
             self._counts += onset_counts(peaks, targets[i], fr)
             for j, d in enumerate(self.delta_grid):
-                self._grid_counts[j] += onset_counts(peak_pick(probs[i], self.config.peak_picking.picker(d)), targets[i], fr)
+                self._grid_counts[j] += onset_counts(
+                    peak_pick(probs[i], self.config.peak_picking.picker(d)), targets[i], fr
+                )
             at = targets[i] > 0.5
-            self._vel_err += (float(np.abs(vel[i][at] - vel_t[i][at]).sum()), float(at.sum()))
+            v, vt = vel[i][at].astype(np.float64), vel_t[i][at].astype(np.float64)
+            self._vel += (v.size, v.sum(), vt.sum(), (v * vt).sum(), (v * v).sum(), (vt * vt).sum())
         if batch_idx == 0 and self.global_rank == 0 and self.run_dir is not None:
             self._write_examples(batch, res, picked)
 
@@ -245,13 +256,17 @@ class IDMTrainingModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         counts = self._all_reduce(self._counts)
         grid = self._all_reduce(self._grid_counts)
-        vel = self._all_reduce(self._vel_err)
+        vel = self._all_reduce(self._vel)
+        losses = self._all_reduce(self._loss_sums)
         f = f_measure(counts)
         present = counts[:, 2] > 0  # classes without reference onsets get no per-class F-measure
         metrics: dict[str, float] = {f"val/f_{c}": float(f[i]) for i, c in enumerate(CLASSES) if present[i]}
         metrics["val/f_micro"] = float(f_measure(counts.sum(axis=0)))
         metrics["val/f_macro"] = float(f[present].mean()) if present.any() else 0.0
-        metrics["val/velocity_mae"] = float(vel[0] / max(vel[1], 1.0))
+        n, sx, sy, sxy, sxx, syy = vel
+        cov, vx, vy = n * sxy - sx * sy, n * sxx - sx * sx, n * syy - sy * sy
+        metrics["val/velocity_corr"] = float(cov / np.sqrt(vx * vy)) if n > 1 and vx > 0 and vy > 0 else 0.0
+        metrics.update({f"val/{k}": float(losses[i] / max(losses[-1], 1.0)) for i, k in enumerate(VAL_LOSSES)})
         if self.delta_grid:
             fg = f_measure(grid)  # [D, K]
             best = fg.argmax(axis=0)
@@ -261,7 +276,8 @@ class IDMTrainingModule(L.LightningModule):
             self.tuned_delta = deltas
             metrics["val/f_micro_tuned"] = float(f_measure(tuned.sum(axis=0)))
         self.val_metrics = {k: round(v, 5) for k, v in metrics.items()}
-        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
+        logged = {k: v for k, v in metrics.items() if k.removeprefix("val/") not in VAL_LOSSES}  # logged per step
+        self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
 
     def _all_reduce(self, x: np.ndarray) -> np.ndarray:
         if self.trainer.world_size <= 1:

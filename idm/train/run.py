@@ -153,7 +153,11 @@ def _metadata(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finish
         "accelerator": type(trainer.accelerator).__name__,
         "precision": str(trainer.precision),
         "val_metrics": dict(module.val_metrics),
-        "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__), "python": platform.python_version()},
+        "versions": {
+            "torch": str(torch.__version__),
+            "lightning": str(lightning.__version__),
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -237,7 +241,7 @@ def train(opts: RunOptions) -> RunResult:
         accelerator="gpu" if opts.accelerator == "cuda" else opts.accelerator,
         devices=opts.devices,
         strategy="ddp" if opts.devices > 1 else "auto",
-        precision=tc.precision,  # type: ignore[arg-type]
+        precision=tc.precision,
         max_steps=tc.steps,
         max_epochs=-1,
         gradient_clip_val=tc.grad_clip,
