@@ -47,6 +47,8 @@ def bench(name: str, args: argparse.Namespace, precision: str) -> None:
     device = args.device
     cfg = TrainConfig(model=model_config(name), training=TrainingConfig(batch_size=args.batch, precision=precision))
     module = IDMTrainingModule(cfg).to(device)
+    if args.compile:
+        module.model.synth.compile()
     opt = module.configure_optimizers()
     batch = synthetic_batch(args.batch, args.seconds, device)
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
@@ -77,6 +79,18 @@ def bench(name: str, args: argparse.Namespace, precision: str) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
         bank = time.perf_counter() - t
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        with profile(activities=acts) as prof:
+            with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                res = module.step(batch, noise, batch["kit"])
+            res["loss"].backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
     mem = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
     times.sort()
     print(
@@ -99,6 +113,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", nargs="+", default=["32-true"])
+    p.add_argument("--profile", type=int, default=0, help="print the N most costly ops of one step")
+    p.add_argument("--compile", action="store_true", help="torch.compile the synthesizer")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.device == "cuda":

@@ -84,6 +84,8 @@ def train(
             raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    if not result.is_global_zero:
+        return
     state = "finished" if result.finished else "stopped (continue with --resume)"
     typer.echo(f"step {result.step}/{result.total_steps} {state}; {result.model_ckpt}")
     if result.val_metrics:

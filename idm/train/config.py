@@ -44,6 +44,7 @@ class TrainingConfig:
     log_every: int = 25  #: log training losses every this many steps
     audio_examples: int = 2  #: clips written as WAV (mixture, resynthesis) at each validation
     workers: int = 4  #: data loader worker processes per device
+    compile_synth: bool = False  #: torch.compile the synthesizer (GPU: about 25 % faster steps, a minute to compile)
 
     def __post_init__(self) -> None:
         checks = [

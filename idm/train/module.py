@@ -277,7 +277,7 @@ class IDMTrainingModule(L.LightningModule):
             metrics["val/f_micro_tuned"] = float(f_measure(tuned.sum(axis=0)))
         self.val_metrics = {k: round(v, 5) for k, v in metrics.items()}
         logged = {k: v for k, v in metrics.items() if k.removeprefix("val/") not in VAL_LOSSES}  # logged per step
-        self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=False, batch_size=1)
+        self.log_dict(logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)  # equal on every rank
 
     def _all_reduce(self, x: np.ndarray) -> np.ndarray:
         if self.trainer.world_size <= 1:

@@ -8,7 +8,6 @@ chunk) and ``audio/step_NNNNNNN/`` (validation examples).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
@@ -29,7 +28,8 @@ __all__ = ["RUN_FILES", "RunOptions", "RunResult", "train"]
 RUN_FILES = ("config.yaml", "last.ckpt", "model.ckpt", "run.json", "logs", "audio")
 #: Training keys that may change when a run is resumed (they do not change what is learnt from which data).
 RESUMABLE_KEYS = frozenset(
-    {"steps", "val_every", "val_examples", "ckpt_every", "log_every", "workers", "audio_examples", "precision"}
+    {"steps", "val_every", "val_examples", "ckpt_every", "log_every", "workers", "audio_examples", "precision",
+     "compile_synth"}
 )
 
 
@@ -63,6 +63,7 @@ class RunResult:
     model_ckpt: Path
     wall_time: float
     val_metrics: dict[str, float] = field(default_factory=dict)
+    is_global_zero: bool = True
 
 
 def _is_child() -> bool:
@@ -164,12 +165,14 @@ def _metadata(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finish
 def save_model(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finished: bool) -> Path:
     """Write ``model.ckpt`` (project format) and ``run.json`` atomically; rank 0 only."""
     from idm.checkpoint import save_checkpoint
+    from idm.model import InverseDrumMachine
 
     path = opts.out / "model.ckpt"
     if not trainer.is_global_zero:
         return path
     meta = _metadata(module, trainer, opts, file_sha, finished)
-    model = copy.deepcopy(module.model).cpu().float()
+    model = InverseDrumMachine(module.config.model)
+    model.load_state_dict({k: v.detach().float().cpu() for k, v in module.model.state_dict().items()})
     tmp = path.with_name(".model.ckpt.tmp")
     save_checkpoint(model, tmp, peak_picking=module.picking(), training=meta)
     os.replace(tmp, path)
@@ -235,8 +238,11 @@ def train(opts: RunOptions) -> RunResult:
     L.seed_everything(tc.seed, workers=True, verbose=False)
     module = IDMTrainingModule(cfg, run_dir=opts.out, val_kit_ids=data.val_kit_ids)
     dm = IDMDataModule(data, tc.batch_size, tc.workers)
-    if opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available()):
+    on_gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
         torch.set_float32_matmul_precision("high")
+    if tc.compile_synth:
+        module.model.synth.compile()  # in place: parameter names (and checkpoints) are unchanged
     trainer = L.Trainer(
         accelerator="gpu" if opts.accelerator == "cuda" else opts.accelerator,
         devices=opts.devices,
@@ -258,6 +264,7 @@ def train(opts: RunOptions) -> RunResult:
         enable_progress_bar=opts.progress,
         enable_model_summary=False,
         default_root_dir=opts.out,
+        benchmark=on_gpu,
     )
     ckpt = opts.out / "last.ckpt" if opts.resume else None
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
@@ -266,4 +273,7 @@ def train(opts: RunOptions) -> RunResult:
         trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
     save_last(trainer, opts.out)
     path = save_model(module, trainer, opts, file_sha, finished)
-    return RunResult(int(trainer.global_step), tc.steps, finished, path, module.elapsed(), dict(module.val_metrics))
+    return RunResult(
+        int(trainer.global_step), tc.steps, finished, path, module.elapsed(), dict(module.val_metrics),
+        trainer.is_global_zero,
+    )  # fmt: skip
