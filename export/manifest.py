@@ -35,7 +35,11 @@ def build_manifest(
     files: dict[str, str],
     n_noise: int,
 ) -> dict[str, Any]:
-    """The manifest dict; ``files`` maps every bundle file name (except the manifest) to its sha256."""
+    """The manifest dict; ``files`` maps every bundle file name (except the manifest) to its sha256.
+
+    Peak picking comes from the model's config (``IDMConfig.peaks``; a trained checkpoint's tuned picker is
+    folded into it by :func:`idm.checkpoint.load_model`).
+    """
     cfg = model.config
     fe = cfg.frontend
     k = cfg.n_classes
@@ -129,7 +133,7 @@ def build_manifest(
             "post_max": pp.post_max,
             "pre_avg": pp.pre_avg,
             "post_avg": pp.post_avg,
-            "delta": pp.delta,
+            "delta": list(pp.delta) if isinstance(pp.delta, tuple | list) else pp.delta,
             "class_delta": dict(pp.class_delta),
             "threshold": pp.threshold,
             "wait": pp.wait,

@@ -181,6 +181,12 @@ def info(
     typer.echo(f"encoder: dims {list(enc.dims)}, depths {list(enc.depths)}, causal {enc.causal}")
 
 
+# idm train (training is in idm.train; its heavy imports happen only when the command runs)
+from idm.train.cli import train as _train_command  # noqa: E402
+
+app.command(name="train")(_train_command)
+
+
 def main() -> None:
     """Entry point of the ``idm`` script."""
     try:

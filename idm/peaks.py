@@ -17,20 +17,27 @@ class PeakPicking:
     """Parameters in frames: ``x[n]`` is a peak if it is the maximum of ``x[n-pre_max : n+post_max]``,
     at least ``mean(x[n-pre_avg : n+post_avg]) + delta`` and at least ``threshold``, and more than ``wait``
     frames after the previous peak (windows are truncated at the edges). ``class_delta`` overrides ``delta``
-    per class name. The defaults are the official evaluation's; ``post_max = post_avg = 1`` is causal."""
+    per class name; ``delta`` itself may also be one value per class (a tuple in project class order, as
+    ``idm train`` tunes it). The defaults are the official evaluation's; ``post_max = post_avg = 1`` is causal."""
 
     pre_max: int = 8
     post_max: int = 8
     pre_avg: int = 17
     post_avg: int = 17
-    delta: float = 0.2
+    delta: float | tuple[float, ...] = 0.2
     wait: int = 10
     threshold: float = 0.0
     class_delta: dict[str, float] = field(default_factory=dict)
 
     def deltas(self, classes: tuple[str, ...] | list[str]) -> np.ndarray:
         """Per-class ``delta`` for classes in the given order."""
-        return np.array([self.class_delta.get(c, self.delta) for c in classes], dtype=np.float64)
+        if isinstance(self.delta, tuple | list):
+            if len(self.delta) != len(CLASSES):
+                raise ValueError(f"peak picking: {len(self.delta)} per-class deltas for {len(CLASSES)} classes")
+            base = dict(zip(CLASSES, (float(d) for d in self.delta), strict=True))
+        else:
+            base = dict.fromkeys(CLASSES, float(self.delta))
+        return np.array([self.class_delta.get(c, base[c]) for c in classes], dtype=np.float64)
 
     @property
     def causal(self) -> bool:
@@ -59,7 +66,12 @@ def peak_pick(probs: np.ndarray, params: PeakPicking | None = None, classes: tup
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     xf = x.astype(np.float64)
-    delta = p.deltas(classes)[:, None] if x.shape[0] == len(classes) else p.delta
+    if x.shape[0] == len(classes):
+        delta: np.ndarray | float = p.deltas(classes)[:, None]
+    elif isinstance(p.delta, tuple | list):
+        raise ValueError(f"peak picking: per-class deltas need {len(classes)} rows, got {x.shape[0]}")
+    else:
+        delta = float(p.delta)
     cand = (
         (xf == _window_stat(xf, p.pre_max, p.post_max, "max"))
         & (xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + delta)

@@ -66,7 +66,13 @@ class PickerParams:
                 out[:] = float(value)
 
         k = len(class_names)
-        deltas = np.full(k, float(section["delta"]), dtype=np.float64)
+        base = section["delta"]
+        if isinstance(base, list):  # one per class, in the manifest's class order
+            if len(base) != k:
+                raise ConfigError(f"peak picking delta: {len(base)} values for {k} classes")
+            deltas = np.array(base, dtype=np.float64)
+        else:
+            deltas = np.full(k, float(base), dtype=np.float64)
         apply(deltas, section.get("class_delta") or None, "class_delta")
         apply(deltas, delta, "delta")
         thresholds = np.full(k, float(section.get("threshold", 0.0)), dtype=np.float64)

@@ -62,10 +62,11 @@ class InverseDrumMachine(nn.Module):
         return EncoderOutput(logmel, feats, onset_logits, velocity, kit_logits, kit_logits.softmax(-1), gains)
 
     def conditioning(self, kit_embedding: torch.Tensor) -> torch.Tensor:
-        """``[n_kits]`` kit embedding -> ``[K, K + n_kits]`` FiLM conditioning (one-hot class, kit)."""
+        """``[..., n_kits]`` kit embedding(s) -> ``[..., K, K + n_kits]`` FiLM conditioning (one-hot class, kit)."""
         k = self.config.n_classes
-        eye = torch.eye(k, dtype=kit_embedding.dtype, device=kit_embedding.device)
-        return torch.cat([eye, kit_embedding.expand(k, -1)], dim=-1)
+        lead = kit_embedding.shape[:-1]
+        eye = torch.eye(k, dtype=kit_embedding.dtype, device=kit_embedding.device).expand(*lead, k, k)
+        return torch.cat([eye, kit_embedding.unsqueeze(-2).expand(*lead, k, -1)], dim=-1)
 
     def noise(self, seed: int) -> torch.Tensor:
         """The synthesizer's ``[K, N]`` standard-normal noise for a seed (CPU generator, reproducible)."""
@@ -73,7 +74,7 @@ class InverseDrumMachine(nn.Module):
         return torch.randn(self.config.n_classes, self.synth.n_samples, generator=g)
 
     def synthesize(self, kit_embedding: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One bank of one-shots ``[K, N]`` and decay rates ``[K]`` for one kit embedding."""
+        """One bank of one-shots ``[K, N]`` and decay rates ``[K]`` per kit embedding (leading axes batch banks)."""
         return self.synth(noise, self.conditioning(kit_embedding))
 
     def sequence(

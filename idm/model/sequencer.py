@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["fft_convolve", "impulses", "sequence"]
+__all__ = ["fft_convolve", "impulses", "sequence", "sequence_mix"]
 
 
 def impulses(activations: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:
@@ -37,3 +37,21 @@ def sequence(
     """Synthesized stems ``[..., K, n_samples]`` = gains x (impulses(activations) * one_shots)."""
     imp = impulses(activations, hop, n_samples)
     return fft_convolve(imp, one_shots, n_samples) * gains.unsqueeze(-1)
+
+
+def sequence_mix(
+    activations: torch.Tensor,
+    one_shots: torch.Tensor,
+    gains: torch.Tensor,
+    hop: int,
+    n_samples: int,
+) -> torch.Tensor:
+    """The mix ``[..., n_samples]`` of :func:`sequence`'s stems, summed over classes in the frequency domain.
+
+    One inverse FFT per mix instead of one per class: what training needs, since its loss sees only the mix.
+    """
+    imp = impulses(activations, hop, n_samples)
+    n = n_samples + one_shots.shape[-1] - 1
+    n_fft = 1 << (n - 1).bit_length()
+    spec = torch.fft.rfft(imp, n_fft) * torch.fft.rfft(one_shots, n_fft) * gains.unsqueeze(-1)
+    return torch.fft.irfft(spec.sum(dim=-2), n_fft)[..., :n_samples]

@@ -31,10 +31,11 @@ class TCNBlock(nn.Module):
 
 
 class OneShotSynth(nn.Module):
-    """``noise [K, N]``, ``cond [K, E]`` -> one-shots ``[K, N]`` and decay rates ``[K]`` (1/s).
+    """``noise [..., K, N]``, ``cond [..., K, E]`` -> one-shots ``[..., K, N]`` and decay rates ``[..., K]`` (1/s).
 
     The raw TCN output is divided by its maximum magnitude over the whole bank, so one-shots are
-    only defined per bank: always synthesize all classes of a kit together.
+    only defined per bank: always synthesize all classes of a kit together. Leading axes hold a
+    batch of banks (training), each normalised on its own; a single bank is ``[K, N]``.
     """
 
     def __init__(self, cfg: SynthConfig, cond_size: int, sample_rate: int) -> None:
@@ -61,11 +62,13 @@ class OneShotSynth(nn.Module):
         return self.decay_scale * exp_sigmoid(self.decay_fc2(F.relu(self.decay_fc1(cond)))).squeeze(-1)
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.in_proj(noise.unsqueeze(1))
+        lead, n = noise.shape[:-1], noise.shape[-1]
+        x = self.in_proj(noise.reshape(-1, 1, n))
+        flat_cond = cond.reshape(-1, cond.shape[-1])
         for block in self.blocks:
-            x = block(x, cond)
-        x = self.out_proj(x).squeeze(1)
-        x = x / (x.abs().max() + 1e-6) * self.cfg.out_scale
+            x = block(x, flat_cond)
+        x = self.out_proj(x).reshape(*lead, n)
+        x = x / (x.abs().amax(dim=(-2, -1), keepdim=True) + 1e-6) * self.cfg.out_scale
         rate = self.decay_rate(cond)
-        env = torch.exp(-rate[:, None] * self.time[None, : x.shape[-1]])
+        env = torch.exp(-rate.unsqueeze(-1) * self.time[: x.shape[-1]])
         return x * env, rate

@@ -1,0 +1,301 @@
+"""Training configuration: model, data, training and peak-picking sections, loaded from YAML with strict keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from idm.errors import ConfigError
+from idm.model import IDMConfig
+from idm.peaks import PeakPicking
+
+__all__ = ["PeakPickingConfig", "TrainConfig", "TrainingConfig", "apply_override", "data_config", "load_config"]
+
+SECTIONS = ("model", "data", "training", "peak_picking")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, schedule and augmentation; defaults are the paper's recipe."""
+
+    lr: float = 5e-3  #: Adam learning rate
+    batch_size: int = 7  #: clips per optimizer step and device
+    steps: int = 400_000  #: total optimizer steps
+    precision: str = "bf16-mixed"  #: Lightning precision: 32-true, bf16-mixed, 16-mixed
+    seed: int = 0  #: seeds the model init, the data order and the synthesizer noise
+    grad_clip: float = 1.0  #: gradient norm clip
+    stft_weight: float = 1.0  #: weight of the multi-resolution STFT loss
+    onset_weight: float = 10.0  #: weight of the onset BCE
+    kit_weight: float = 1.0  #: weight of the kit cross-entropy
+    fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)  #: STFT loss resolutions (hop = fft / 4)
+    gain_prob: float = 0.8  #: probability of a random gain on a training mixture
+    gain_min: float = 0.3  #: random gain range
+    gain_max: float = 1.0
+    val_every: int = 2000  #: validation every this many steps
+    val_examples: int = 64  #: fixed validation clips (rendered once per validation, same every time)
+    val_kits: tuple[str, ...] = ()  #: kits of the validation set (empty: the training kits)
+    val_split: str = "validation"  #: GMD split of the validation set
+    ckpt_every: int = 500  #: write last.ckpt and model.ckpt every this many steps
+    log_every: int = 25  #: log training losses every this many steps
+    audio_examples: int = 2  #: clips written as WAV (mixture, resynthesis) at each validation
+    workers: int = 4  #: data loader worker processes per device
+    compile_synth: bool = False  #: torch.compile the synthesizer (GPU: about 25 % faster steps, a minute to compile)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, "training.lr must be positive"),
+            (self.batch_size >= 1, "training.batch_size must be at least 1"),
+            (self.steps >= 1, "training.steps must be at least 1"),
+            (self.precision in ("32-true", "32", "bf16-mixed", "16-mixed"), "training.precision must be one of "
+             "32-true, bf16-mixed, 16-mixed"),
+            (self.grad_clip > 0, "training.grad_clip must be positive"),
+            (0.0 <= self.gain_prob <= 1.0, "training.gain_prob must be in [0, 1]"),
+            (0.0 < self.gain_min <= self.gain_max, "training.gain_min/gain_max must satisfy 0 < min <= max"),
+            (self.val_every >= 1 and self.ckpt_every >= 1 and self.log_every >= 1, "training.val_every, ckpt_every "
+             "and log_every must be at least 1"),
+            (self.val_examples >= 0 and self.audio_examples >= 0, "training.val_examples and audio_examples must "
+             "not be negative"),
+            (self.workers >= 0, "training.workers must not be negative"),
+            (len(self.fft_sizes) > 0 and all(n >= 16 for n in self.fft_sizes), "training.fft_sizes must list FFT "
+             "sizes of at least 16"),
+        ]  # fmt: skip
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+def _default_grid() -> tuple[float, ...]:
+    return tuple(round(0.02 * i, 2) for i in range(1, 41))
+
+
+@dataclass
+class PeakPickingConfig:
+    """The picker stored with the model (frames; see :class:`idm.peaks.PeakPicking`).
+
+    ``post_max = post_avg = 1`` makes it causal (no look-ahead). With ``tune``, one ``delta`` per class
+    is chosen from ``delta_grid`` at each validation to maximise that class's onset F-measure.
+    """
+
+    pre_max: int = 8
+    post_max: int = 8
+    pre_avg: int = 17
+    post_avg: int = 17
+    delta: float = 0.2
+    wait: int = 10
+    tune: bool = False
+    delta_grid: tuple[float, ...] = field(default_factory=_default_grid)
+
+    def __post_init__(self) -> None:
+        if min(self.pre_max, self.pre_avg, self.wait) < 0 or min(self.post_max, self.post_avg) < 1:
+            raise ConfigError("peak_picking: pre_max, pre_avg, wait must be >= 0 and post_max, post_avg >= 1")
+        if not self.delta_grid:
+            raise ConfigError("peak_picking.delta_grid must not be empty")
+
+    def picker(self, delta: float | tuple[float, ...] | None = None) -> PeakPicking:
+        """The :class:`PeakPicking` parameters (optionally with another delta, scalar or per class)."""
+        return PeakPicking(
+            self.pre_max, self.post_max, self.pre_avg, self.post_avg, self.delta if delta is None else delta, self.wait
+        )
+
+    @property
+    def causal(self) -> bool:
+        return self.post_max == 1 and self.post_avg == 1
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: ``model`` (:class:`IDMConfig`), ``data`` (``TrainDataConfig`` fields of the training
+    set, without ``gmd_root``, which comes from the command line), ``training`` and ``peak_picking``."""
+
+    model: IDMConfig = field(default_factory=IDMConfig)
+    data: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    peak_picking: PeakPickingConfig = field(default_factory=PeakPickingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-safe dict; :func:`from_dict` inverts it."""
+        tr = asdict(self.training)
+        pp = asdict(self.peak_picking)
+        return {
+            "model": self.model.to_dict(),
+            "data": _plain(self.data),
+            "training": _plain(tr),
+            "peak_picking": _plain(pp),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown or mistyped keys raise :class:`ConfigError` naming the dotted key."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: top level must be a mapping with sections {', '.join(SECTIONS)}")
+        for key in raw:
+            if key not in SECTIONS:
+                raise ConfigError(f"{source}: unknown config key '{key}' (sections: {', '.join(SECTIONS)})")
+        for key in SECTIONS:
+            if raw.get(key) is not None and not isinstance(raw[key], dict):
+                raise ConfigError(f"{source}: config key '{key}' must be a mapping")
+        try:
+            model = IDMConfig.from_dict(raw.get("model") or {})
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{source}: model: {e}") from None
+        data = dict(raw.get("data") or {})
+        kits = data_config(data, source, gmd_root="").kits  # checks the keys now, not when the run starts
+        try:
+            training = _build(TrainingConfig, raw.get("training") or {}, "training", source)
+            picking = _build(PeakPickingConfig, raw.get("peak_picking") or {}, "peak_picking", source)
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+        if model.encoder.n_kits != len(kits):
+            raise ConfigError(
+                f"{source}: model.encoder.n_kits is {model.encoder.n_kits} but data.kits lists {len(kits)} "
+                f"training kits; the kit classifier needs one output per training kit"
+            )
+        return cls(model=model, data=data, training=training, peak_picking=picking)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form (identifies the resolved configuration)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _coerce(value: Any, default: Any, dotted: str, source: str) -> Any:
+    """Check ``value`` against the type of the field's default; ints are accepted for floats."""
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{source}: config key '{dotted}' must be {what}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple):
+            raise bad("a list")
+        sample = default[0] if default else ""
+        return tuple(_coerce(v, sample, f"{dotted}[{i}]", source) for i, v in enumerate(value))
+    return value
+
+
+def _build(cls: Any, raw: dict[str, Any], section: str, source: str) -> Any:
+    defaults = cls()
+    names = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{source}: unknown config key '{section}.{key}'")
+        kwargs[key] = _coerce(value, getattr(defaults, key), f"{section}.{key}", source)
+    return cls(**kwargs)
+
+
+def data_config(raw: dict[str, Any], source: str = "config", **fixed: Any) -> Any:
+    """``idm.data.dataset.TrainDataConfig`` from the ``data`` section plus ``fixed`` fields (``gmd_root``, ``split``).
+
+    Keys are checked against the dataclass (``augment`` against ``RenderAugment``, or null for none);
+    an unknown or mistyped key raises :class:`ConfigError` naming it.
+    """
+    from idm.data.dataset import TrainDataConfig
+    from idm.data.render import RenderAugment
+
+    defaults = TrainDataConfig(gmd_root="")
+    names = {f.name for f in fields(TrainDataConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{source}: unknown config key 'data.{key}'")
+        if key in ("gmd_root", "split"):
+            raise ConfigError(
+                f"{source}: config key 'data.{key}' is set by the command line (--data) and the run "
+                "(train/validation split), not by the config file"
+            )
+        if key == "augment":
+            if value is None:
+                kwargs[key] = None
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: config key 'data.augment' must be a mapping or null")
+            aug = RenderAugment()
+            aug_names = {f.name for f in fields(RenderAugment)}
+            sub = {}
+            for k, v in value.items():
+                if k not in aug_names:
+                    raise ConfigError(f"{source}: unknown config key 'data.augment.{k}'")
+                sub[k] = _coerce(v, getattr(aug, k), f"data.augment.{k}", source)
+            kwargs[key] = RenderAugment(**sub)
+            continue
+        default = getattr(defaults, key)
+        if default is None:
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{source}: config key 'data.{key}' must be a string or null, got {value!r}")
+            kwargs[key] = value
+        else:
+            kwargs[key] = _coerce(value, default, f"data.{key}", source)
+    kwargs.update(fixed)
+    return TrainDataConfig(**kwargs)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to a raw config mapping, in place."""
+    if "=" not in override:
+        raise ConfigError(f"--override {override!r}: expected KEY=VALUE, e.g. training.lr=0.001")
+    key, _, text = override.partition("=")
+    parts = key.strip().split(".")
+    if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
+        raise ConfigError(f"--override {override!r}: key must be SECTION.NAME with SECTION in {', '.join(SECTIONS)}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--override {override!r}: value is not valid YAML") from None
+    node = raw
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--override {override!r}: '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[TrainConfig, str]:
+    """Read a YAML training config, apply ``--override`` strings; returns the config and the file's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    data = path.read_bytes()
+    try:
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "syntax error"
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping with sections {', '.join(SECTIONS)}")
+    for o in overrides:
+        apply_override(raw, o)
+    return TrainConfig.from_dict(raw, str(path)), hashlib.sha256(data).hexdigest()

@@ -1,0 +1,288 @@
+"""Run driver: run folder, datasets, Lightning Trainer and callbacks, resumable chunks, ``model.ckpt`` export.
+
+A run folder holds ``config.yaml`` (the resolved config), ``last.ckpt`` (Lightning's full training state,
+for ``--resume``), ``model.ckpt`` (the project checkpoint: config, weights, peak picking, training
+metadata), ``run.json`` (the same metadata, readable), ``logs/chunk-NNN/metrics.csv`` (one CSV log per
+chunk) and ``audio/step_NNNNNNN/`` (validation examples).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from idm.errors import ConfigError, IDMError, OutputError
+
+__all__ = ["RUN_FILES", "RunOptions", "RunResult", "train"]
+
+#: What a run folder holds (all that ``--force`` removes).
+RUN_FILES = ("config.yaml", "last.ckpt", "model.ckpt", "run.json", "logs", "audio")
+#: Training keys that may change when a run is resumed (they do not change what is learnt from which data).
+RESUMABLE_KEYS = frozenset(
+    {
+        "steps",
+        "val_every",
+        "val_examples",
+        "ckpt_every",
+        "log_every",
+        "workers",
+        "audio_examples",
+        "precision",
+        "compile_synth",
+    }
+)
+
+
+@dataclass
+class RunOptions:
+    """What ``idm train`` was asked to do (command-line options over the config file)."""
+
+    config: Path
+    data: Path
+    out: Path
+    resume: bool = False
+    force: bool = False
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    devices: int = 1
+    accelerator: str = "auto"
+    precision: str | None = None
+    seed: int | None = None
+    workers: int | None = None
+    overrides: tuple[str, ...] = ()
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    """Where a chunk of training ended."""
+
+    step: int
+    total_steps: int
+    finished: bool
+    model_ckpt: Path
+    wall_time: float
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    is_global_zero: bool = True
+
+
+def _is_child() -> bool:
+    """True in the processes Lightning's DDP launcher starts for ranks > 0 (they re-run the command)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def _resolve_config(opts: RunOptions) -> tuple[Any, str]:
+    from idm.train.config import load_config
+
+    overrides = list(opts.overrides)
+    cfg, file_sha = load_config(opts.config, overrides)
+    tr = cfg.training
+    changes: dict[str, Any] = {}
+    if opts.max_steps is not None:
+        changes["steps"] = opts.max_steps
+    if opts.seed is not None:
+        changes["seed"] = opts.seed
+    if opts.precision is not None:
+        changes["precision"] = opts.precision
+    if opts.workers is not None:
+        changes["workers"] = opts.workers
+    if changes:
+        cfg.training = replace(tr, **changes)
+    return cfg, file_sha
+
+
+def _prepare_run_dir(opts: RunOptions, cfg: Any) -> None:
+    """Check the run folder against --resume/--force; write config.yaml on a fresh start."""
+    out = opts.out
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if opts.resume:
+        if not (out / "last.ckpt").is_file():
+            raise OutputError(f"{out}: nothing to resume (no last.ckpt); start the run without --resume")
+        saved_path = out / "config.yaml"
+        if saved_path.is_file():
+            _check_resumable(yaml.safe_load(saved_path.read_text()), cfg.to_dict(), saved_path)
+        return
+    existing = [p for p in RUN_FILES if (out / p).exists()] if out.is_dir() else []
+    if existing and not opts.force:
+        raise OutputError(
+            f"{out}: already holds a training run ({', '.join(existing)}); use --resume to continue it "
+            "or --force to start over"
+        )
+    for name in existing:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b and not (key.startswith("training.") and key.split(".", 1)[1] in RESUMABLE_KEYS):
+            raise ConfigError(
+                f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); "
+                f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} may change"
+            )
+
+    walk(saved, new, "")
+
+
+def _chunk_index(out: Path) -> int:
+    logs = out / "logs"
+    return len([p for p in logs.iterdir() if p.name.startswith("chunk-")]) if logs.is_dir() else 0
+
+
+def _metadata(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finished: bool) -> dict[str, Any]:
+    import lightning
+
+    cfg = module.config
+    return {
+        "step": int(trainer.global_step),
+        "steps": int(cfg.training.steps),
+        "finished": finished,
+        "seed": int(cfg.training.seed),
+        "config_file": str(opts.config),
+        "config_sha256": file_sha,
+        "config_digest": cfg.digest(),
+        "config": cfg.to_dict(),
+        "data": str(opts.data),
+        "wall_time_s": round(module.elapsed(), 1),
+        "devices": int(trainer.world_size),
+        "accelerator": type(trainer.accelerator).__name__,
+        "precision": str(trainer.precision),
+        "val_metrics": dict(module.val_metrics),
+        "versions": {
+            "torch": str(torch.__version__),
+            "lightning": str(lightning.__version__),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def save_model(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finished: bool) -> Path:
+    """Write ``model.ckpt`` (project format) and ``run.json`` atomically; rank 0 only."""
+    from idm.checkpoint import save_checkpoint
+    from idm.model import InverseDrumMachine
+
+    path = opts.out / "model.ckpt"
+    if not trainer.is_global_zero:
+        return path
+    meta = _metadata(module, trainer, opts, file_sha, finished)
+    model = InverseDrumMachine(module.config.model)
+    model.load_state_dict({k: v.detach().float().cpu() for k, v in module.model.state_dict().items()})
+    tmp = path.with_name(".model.ckpt.tmp")
+    save_checkpoint(model, tmp, peak_picking=module.picking(), training=meta)
+    os.replace(tmp, path)
+    tmp_json = opts.out / ".run.json.tmp"
+    tmp_json.write_text(json.dumps({**meta, "peak_picking": module.picking()}, indent=1) + "\n")
+    os.replace(tmp_json, opts.out / "run.json")
+    return path
+
+
+def save_last(trainer: Any, out: Path) -> None:
+    """Lightning's full training state to ``last.ckpt`` (written beside, then renamed); all ranks call it."""
+    tmp = out / ".last.ckpt.tmp"
+    trainer.save_checkpoint(tmp, weights_only=False)
+    trainer.strategy.barrier("idm-save-last")
+    if trainer.is_global_zero:
+        os.replace(tmp, out / "last.ckpt")
+    trainer.strategy.barrier("idm-saved-last")
+
+
+def _callbacks(opts: RunOptions, file_sha: str, t_start: float) -> list[Any]:
+    import lightning as L
+
+    class Checkpointing(L.Callback):
+        """last.ckpt and model.ckpt every ``ckpt_every`` steps; stop cleanly after ``--max-minutes``."""
+
+        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            step = trainer.global_step
+            if step % module.config.training.ckpt_every == 0 and step < trainer.max_steps:
+                save_last(trainer, opts.out)
+                save_model(module, trainer, opts, file_sha, finished=False)
+            if opts.max_minutes is not None:
+                late = time.monotonic() - t_start > 60.0 * opts.max_minutes
+                if trainer.strategy.reduce_boolean_decision(late, all=False):
+                    trainer.should_stop = True
+
+    cbs: list[Any] = [Checkpointing()]
+    if opts.progress:
+        cbs.append(L.pytorch.callbacks.RichProgressBar(leave=True))
+    return cbs
+
+
+def train(opts: RunOptions) -> RunResult:
+    """Run (or continue) training in ``opts.out`` until the configured steps or ``--max-minutes``."""
+    t_start = time.monotonic()
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from idm.train.data import IDMDataModule, build_datasets
+    from idm.train.module import IDMTrainingModule
+
+    if opts.devices < 1:
+        raise IDMError(f"--devices must be at least 1, got {opts.devices}")
+    if opts.max_minutes is not None and opts.max_minutes <= 0:
+        raise IDMError(f"--max-minutes must be positive, got {opts.max_minutes}")
+    if opts.accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        raise IDMError(f"--accelerator must be auto, cpu or gpu, got {opts.accelerator!r}")
+    cfg, file_sha = _resolve_config(opts)
+    if not _is_child():
+        _prepare_run_dir(opts, cfg)
+    data = build_datasets(cfg, opts.data)
+    tc = cfg.training
+
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    module = IDMTrainingModule(cfg, run_dir=opts.out, val_kit_ids=data.val_kit_ids)
+    dm = IDMDataModule(data, tc.batch_size, tc.workers)
+    on_gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        torch.set_float32_matmul_precision("high")
+    if tc.compile_synth:
+        module.model.synth.compile()  # in place: parameter names (and checkpoints) are unchanged
+    trainer = L.Trainer(
+        accelerator="gpu" if opts.accelerator == "cuda" else opts.accelerator,
+        devices=opts.devices,
+        strategy="ddp" if opts.devices > 1 else "auto",
+        precision=tc.precision,
+        max_steps=tc.steps,
+        max_epochs=-1,
+        gradient_clip_val=tc.grad_clip,
+        gradient_clip_algorithm="norm",
+        val_check_interval=tc.val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if data.val is not None else 0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        logger=CSVLogger(opts.out, name="logs", version=f"chunk-{_chunk_index(opts.out):03d}"),
+        log_every_n_steps=tc.log_every,
+        enable_checkpointing=False,
+        callbacks=_callbacks(opts, file_sha, t_start),
+        enable_progress_bar=opts.progress,
+        enable_model_summary=False,
+        default_root_dir=opts.out,
+        benchmark=on_gpu,
+    )
+    ckpt = opts.out / "last.ckpt" if opts.resume else None
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    finished = trainer.global_step >= tc.steps
+    if finished and data.val is not None and trainer.global_step % tc.val_every != 0:
+        trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
+    save_last(trainer, opts.out)
+    path = save_model(module, trainer, opts, file_sha, finished)
+    return RunResult(
+        int(trainer.global_step), tc.steps, finished, path, module.elapsed(), dict(module.val_metrics),
+        trainer.is_global_zero,
+    )  # fmt: skip
