@@ -179,6 +179,11 @@ def info(
     typer.echo(f"encoder: dims {list(enc.dims)}, depths {list(enc.depths)}, causal {enc.causal}")
 
 
+from idm.eval.cli import eval_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
+
+app.command("eval")(eval_command)
+
+
 def main() -> None:
     """Entry point of the ``idm`` script."""
     try:
