@@ -10,7 +10,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from idm.classes import CLASSES, GM_TO_CLASS
+from idm.classes import CLASSES, GM_NOTES, GM_TO_CLASS
 from idm.errors import DataError
 
 __all__ = ["SPLITS", "Events", "GrooveMidi", "Performance", "read_events"]
@@ -40,13 +40,11 @@ class Events:
         t = np.asarray(time, dtype=np.float64)
         c = np.asarray(cls, dtype=np.int64)
         v = np.asarray(velocity, dtype=np.int64)
-        from idm.classes import GM_NOTES
-
+        if c.size and (c.min() < 0 or c.max() >= len(CLASSES)):
+            raise DataError(f"events: class index outside 0..{len(CLASSES) - 1}")
         n = np.asarray(note if note is not None else [GM_NOTES[i] for i in c], dtype=np.int64)
         if not (t.shape == c.shape == v.shape == n.shape):
             raise DataError("events: time, class, velocity and note lists differ in length")
-        if c.size and (c.min() < 0 or c.max() >= len(CLASSES)):
-            raise DataError(f"events: class index outside 0..{len(CLASSES) - 1}")
         if v.size and (v.min() < 1 or v.max() > 127):
             raise DataError("events: velocity outside 1..127")
         order = np.lexsort((c, t))

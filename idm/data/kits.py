@@ -322,10 +322,9 @@ def load_folder(
         raise DataError(f"{folder}: one-shot folder not found")
     km = kitmap or load_kitmap()
     out = _empty()
-    # Longest names first so that 'hihat_open*.wav' is not taken as a 'hihat' prefix of another class.
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     taken: set[Path] = set()
-    for cls in sorted(CLASSES, key=len, reverse=True):
+    for cls in CLASSES:
         sub = folder / cls
         found = sorted(p for p in sub.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) if sub.is_dir() else []
         found += [p for p in files if p.name.lower().startswith(cls) and p not in taken]
