@@ -81,7 +81,11 @@ def eval_command(
     ),
     alpha: Annotated[float, typer.Option(help="Exponent of the alpha-Wiener masks (all systems).")] = 1.0,
     pace: Annotated[
-        Pace, typer.Option(help="Streams: live = real-time rate while a one-shot bank is re-synthesized; fast.")
+        Pace,
+        typer.Option(
+            help="Streams: live = real-time rate while a one-shot bank is re-synthesized (banks land as they would "
+            "for a live user of this machine); fast = never wait (banks land later)."
+        ),
     ] = Pace.live,
     force: Annotated[bool, typer.Option(help="Replace existing results in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

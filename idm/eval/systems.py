@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 #: How a stream is fed: "live" = as fast as possible, but at the real-time rate while a one-shot bank is
-#: being re-synthesized (so a new bank lands after as much audio as it would for a live user); "fast" =
-#: always as fast as possible (banks land later in the clip than live).
+#: being re-synthesized (a new bank lands after as much audio as it would for a live user on this machine);
+#: "fast" = always as fast as possible (banks land later in the clip than live).
 PACES: tuple[str, ...] = ("live", "fast")
 
 
@@ -232,7 +232,7 @@ class _Pacer:
     """Holds a stream to the real-time rate while the processor's one-shot bank is being re-synthesized."""
 
     def __init__(self, proc: Any, pace: str) -> None:
-        self.proc, self.live = proc, pace == "live"
+        self.proc, self.pace = proc, pace
         self._since: tuple[float, int] | None = None  # (wall clock, input sample) when the refresh began
 
     def _refreshing(self) -> bool:
@@ -244,7 +244,7 @@ class _Pacer:
         return not np.array_equal(ref.latest()[1], self.proc._requested)
 
     def wait(self, sample: int) -> None:
-        if not self.live:
+        if self.pace == "fast":
             return
         if not self._refreshing():
             self._since = None
