@@ -111,7 +111,7 @@ def build_sets(
     out = []
     for w in which:
         kits: dict[str, Kit] = {}
-        for spec in specs[w]:
+        for spec in specs[w][: len(chosen)]:  # kits take turns: more kits than clips are never played
             kit = load_kit_spec(spec, kits_root)
             if kit.name in kits:
                 raise DataError(f"kit {kit.name!r} is given twice for the {w} set")

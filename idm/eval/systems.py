@@ -187,7 +187,7 @@ class StreamSystem:
         #: bank re-syntheses that landed during the last clip's runs (masked, synth)
         self.bank_updates: tuple[int, int] = (0, 0)
 
-    def _run(self, x: np.ndarray, stems: str) -> tuple[np.ndarray, list[np.ndarray], int, int]:
+    def _run(self, x: np.ndarray, stems: str) -> tuple[np.ndarray, list[np.ndarray], int]:
         from idm.runtime.processor import ProcessorConfig, StreamProcessor
 
         cfg = ProcessorConfig(provider=self.provider, threads=self.threads, stems=stems, alpha=self.alpha)
@@ -210,14 +210,14 @@ class StreamSystem:
                 np.array([(e.sample - lat) / proc.sample_rate for e in events if e.cls == k])
                 for k in range(len(CLASSES))
             ]
-            return out[:, lat : lat + n], onsets, proc.bank_updates, proc.sample_rate
+            return out[:, lat : lat + n], onsets, proc.bank_updates
 
     def estimate(self, clip: RenderedClip) -> Estimate:
         sr_model = int(self.bundle.manifest["audio"]["sample_rate"])
         x = np.ascontiguousarray(resample(clip.mixture, clip.sample_rate, sr_model), dtype=np.float32)
         n = clip.mixture.shape[-1]
-        masked, onsets, up_m, _ = self._run(x, "masked")
-        synth, _, up_s, _ = self._run(x, "synth")
+        masked, onsets, up_m = self._run(x, "masked")
+        synth, _, up_s = self._run(x, "synth")
         self.bank_updates = (up_m, up_s)
         fit = [_fit(resample(s, sr_model, clip.sample_rate), n) for s in (masked, synth)]
         return Estimate(masked=fit[0], synth=fit[1], onsets=onsets)
