@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(MAKE) system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,export,train,live]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,export,train,eval,live]"
 	touch $@
 
 setup: $(STAMP)

@@ -186,6 +186,10 @@ from idm.train.cli import train as _train_command  # noqa: E402
 
 app.command(name="train")(_train_command)
 
+from idm.eval.cli import eval_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
+
+app.command("eval")(eval_command)
+
 
 def main() -> None:
     """Entry point of the ``idm`` script."""
