@@ -50,6 +50,11 @@ class BankRefresher:
         """``(version, kit_embedding, bank)`` of the newest finished bank."""
         return self._latest
 
+    @property
+    def has_request(self) -> bool:
+        """A request is waiting for the thread."""
+        return self._pending is not None
+
     def request(self, kit: np.ndarray) -> None:
         """Ask for a bank for ``kit`` (non-blocking)."""
         self._pending = np.array(kit, dtype=np.float32)

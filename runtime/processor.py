@@ -149,7 +149,7 @@ class StreamProcessor:
         self.bank_synth = BankSynth(
             make_session(str(self.bundle.synth_path), cfg.threads, providers), self.bundle.noise()
         )
-        self._bank = self.bank_synth(self._kit0)
+        self._bank0 = self._bank = self.bank_synth(self._kit0)
         self._bank_version = 0
         self.bank_updates = 0
         self._refresher = (
@@ -168,8 +168,12 @@ class StreamProcessor:
 
     # ---- state ----------------------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Start a new stream (the current one-shot bank is kept)."""
+    def reset(self, initial_bank: bool = False) -> None:
+        """Start a new stream; the current one-shot bank is kept unless ``initial_bank`` (the one from start-up)."""
+        if initial_bank:
+            self._bank = self._bank0
+            if self._refresher is not None:  # a bank already synthesized for the old stream is not swapped in
+                self._bank_version = self._refresher.latest()[0]
         self.encoder.reset()
         self.picker.reset()
         if self.voices is not None:
@@ -185,6 +189,14 @@ class StreamProcessor:
         self.samples_out = 0
         self.events_out = 0
         self._flushed = False
+
+    @property
+    def refresh_pending(self) -> bool:
+        """Whether a re-synthesized bank has been asked for and has not been swapped in yet."""
+        r = self._refresher
+        if r is None:
+            return False
+        return r.busy or r.has_request or r.latest()[0] != self._bank_version
 
     @property
     def bank(self) -> np.ndarray:
