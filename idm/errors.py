@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["AudioInputError", "BundleError", "CheckpointError", "ConfigError", "IDMError", "OutputError"]
+__all__ = [
+    "AudioInputError",
+    "BundleError",
+    "CheckpointError",
+    "ConfigError",
+    "DeviceError",
+    "IDMError",
+    "OutputError",
+]
 
 
 class IDMError(Exception):
@@ -27,3 +35,7 @@ class BundleError(IDMError):
 
 class OutputError(IDMError):
     """An output location cannot be written, or would overwrite the user's files."""
+
+
+class DeviceError(IDMError):
+    """An audio device or MIDI port cannot be found or opened (live I/O)."""
