@@ -166,9 +166,12 @@ def find_device(spec: str | int | None, kind: str) -> DeviceInfo:
 class StreamClock:
     """Maps output sample indices (at the processor's rate) to the stream's clock (PortAudio stream time).
 
-    The audio callback stores an anchor, (device frame of the block's first sample, stream time of that
-    sample), in a small preallocated array guarded by a sequence counter (a seqlock: the callback never
-    waits; a reader retries while a write is in progress).
+    The audio callback stores anchors, (device frame of the block's first sample, stream time of that
+    sample), in a small preallocated ring (no allocation, no lock; the reader only looks at entries the
+    writer has finished). A callback that runs late reports a later time for its block, so the reader
+    uses the earliest ``frame -> time`` offset among the last :attr:`window` anchors: jitter of the
+    callback's start does not move the notes, while lost blocks (the offset grows by a block) are
+    followed within the window.
 
     Parameters
     ----------
@@ -178,33 +181,35 @@ class StreamClock:
         The processor's rate (sample indices given to :meth:`time_of`).
     offset
         Seconds added to every anchor (an output-driven stream anchors at the DAC time plus its delay).
+    window
+        Anchors considered by :meth:`time_of`.
     """
 
-    def __init__(self, device_rate: float, sample_rate: int, offset: float = 0.0) -> None:
+    _SIZE = 64
+
+    def __init__(self, device_rate: float, sample_rate: int, offset: float = 0.0, window: int = 16) -> None:
         self.device_rate = float(device_rate)
         self.sample_rate = int(sample_rate)
         self.offset = float(offset)
-        self._anchor = np.zeros(2, dtype=np.float64)
-        self._seq = 0
+        self.window = min(int(window), self._SIZE // 2)
+        self._offsets = np.zeros(self._SIZE, dtype=np.float64)  # stream time of device frame 0, per anchor
+        self._count = 0
         self._stream: Any = None
 
     def store(self, frame: int, t: float) -> None:
         """Callback side: record that device ``frame`` is at stream time ``t``."""
-        self._seq += 1
-        self._anchor[0] = frame
-        self._anchor[1] = t
-        self._seq += 1
+        c = self._count
+        self._offsets[c % self._SIZE] = t - frame / self.device_rate
+        self._count = c + 1  # publish after the write
 
-    def anchor(self) -> tuple[float, float] | None:
-        """The latest (frame, time), or None before the first callback."""
-        for _ in range(100):
-            s = self._seq
-            if s & 1:
-                continue
-            f, t = float(self._anchor[0]), float(self._anchor[1])
-            if self._seq == s:
-                return (f, t) if s else None
-        return None
+    def origin(self) -> float | None:
+        """Stream time of device frame 0 (least-delayed recent anchor), or None before the first callback."""
+        c = self._count
+        if c == 0:
+            return None
+        n = min(c, self.window)
+        idx = np.arange(c - n, c) % self._SIZE
+        return float(self._offsets[idx].min())
 
     def now(self) -> float:
         """Current stream time (seconds)."""
@@ -212,11 +217,8 @@ class StreamClock:
 
     def time_of(self, sample: int) -> float | None:
         """Stream time at which processor-rate ``sample`` is due, or None before the stream runs."""
-        a = self.anchor()
-        if a is None:
-            return None
-        frame, t = a
-        return t + self.offset + sample / self.sample_rate - frame / self.device_rate
+        o = self.origin()
+        return None if o is None else o + self.offset + sample / self.sample_rate
 
 
 @dataclass

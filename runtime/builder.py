@@ -184,12 +184,16 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
                 t0 = clock_for_pace.t0
                 return 0 if t0 is None else int((time.monotonic() - t0) * src_rate)
 
-        # ---- scheduling margin: notes never due before they can be known ----
+        # ---- scheduling margin ----
+        # Output sample s is only known once input sample s has arrived (a block later, plus the worker's
+        # poll and compute), so notes are due at the capture time of s plus a constant margin. An
+        # output-driven stream anchors its clock at the playback time, already a delay behind.
         block_s = o.block_size / (stream.spec.samplerate if stream is not None else source.sample_rate)
         in_lat = stream.latency[0] if stream is not None and stream.has_input else 0.0
         lag = resampler_lag(source.sample_rate, model_rate, o.block_size, "LQ" if o.kind == "mic" else "VHQ")
-        need = block_s + in_lat + lag / model_rate + SAFETY_SECONDS
-        margin = max(0, math.ceil(need * model_rate) - latency) if paced else 0
+        need = block_s + in_lat + lag / model_rate + block_s / 4 + SAFETY_SECONDS
+        output_driven = stream is not None and not stream.has_input
+        margin = math.ceil(need * model_rate) if paced and not output_driven else 0
         total = latency + margin
 
         # ---- MIDI ----
@@ -237,8 +241,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
 
         chunk = o.block_size if paced else o.file_block
         say(
-            f"latency {total / model_rate * 1000:.1f} ms ({total} samples at {model_rate} Hz: model {latency}"
-            f"{f', scheduling {margin}' if margin else ''}); provider {getattr(proc, 'provider', '?')}"
+            f"latency {total / model_rate * 1000:.1f} ms ({total} samples at {model_rate} Hz: model {latency}, "
+            f"scheduling {margin}); provider {getattr(proc, 'provider', '?')}"
         )
         return LiveSession(
             proc,

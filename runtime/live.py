@@ -8,6 +8,7 @@ a fraction of a block when nothing is there yet).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -27,6 +28,9 @@ from idm.runtime.stems_writer import StemsWriter
 from idm.classes import CLASSES
 
 __all__ = ["LiveSession", "LiveStats", "Source"]
+
+#: Python's GIL hand-over interval while a stream runs (default 5 ms is close to a whole audio block).
+SWITCH_INTERVAL = 0.0005
 
 
 class Source(Protocol):
@@ -139,11 +143,16 @@ class LiveSession:
         block_seconds = self.chunk / source.sample_rate
         self._poll = max(0.0005, block_seconds / 4)
         self._closed = False
+        self._switch: float | None = None
         self.written: list[Path] = []
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
     def start(self) -> LiveSession:
+        if self.stream is not None:
+            # the audio callback needs the GIL within a fraction of a block: make the worker yield it sooner
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)
         if self.scheduler is not None:
             self.scheduler.start()
         if self.stream is not None:
@@ -307,6 +316,8 @@ class LiveSession:
             close = getattr(self.processor, "close", None)
             if close is not None:
                 close()
+            if self._switch is not None:
+                sys.setswitchinterval(self._switch)
         return self.written
 
     def _play_out(self) -> None:

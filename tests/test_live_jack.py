@@ -1,0 +1,270 @@
+"""idm-live against a real JACK server (dummy backend): mic input through PortAudio, MIDI out through rtmidi.
+
+A JACK client plays a rendered drum loop into idm-live's input port and records the notes idm-live
+sends with their exact JACK frame times; the notes are checked against the loop's ground truth and the
+end-to-end latency is measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import drum_loop
+
+RATE = 44100
+PERIOD = 256
+LIVE = [sys.executable, "-c", "from idm.runtime.cli import main; main()"]
+
+
+# ---- the JACK server fixture --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A private jackd (dummy backend, 44.1 kHz, 256 frames) for the session; JACK_DEFAULT_SERVER points at it."""
+    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+        msg = "jackd2 is not installed (apt install jackd2)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    name = f"idm-test-{os.getpid()}"
+    proc = subprocess.Popen(
+        ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        res = subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True, text=True, check=False)
+        if res.returncode != 0 or proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None and proc.stderr else ""
+            pytest.fail(f"jackd did not start: {res.stdout} {res.stderr} {err}")
+        yield name
+    finally:
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Player:
+    """A JACK client with an audio output (plays a clip on request) and a MIDI input (records frame-stamped events)."""
+
+    def __init__(self, name: str = "idm-test-player") -> None:
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.out = self.client.outports.register("out")
+        self.midi_in = self.client.midi_inports.register("midi_in")
+        self.clip = np.zeros(0, np.float32)
+        self.pos = 0
+        self.playing = False
+        self.start_frame: int | None = None
+        self.events: list[tuple[int, bytes]] = []
+        self.chunks: list[tuple[int, int]] = []  # (JACK frame, clip position) of every played cycle
+        self._go = threading.Event()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        t0 = self.client.last_frame_time
+        for offset, data in self.midi_in.incoming_midi_events():
+            self.events.append((t0 + offset, bytes(data)))
+        buf = self.out.get_array()
+        if self._go.is_set() and not self.playing and self.start_frame is None:
+            self.playing = True
+            self.start_frame = t0
+        if self.playing:
+            self.chunks.append((t0, self.pos))
+            chunk = self.clip[self.pos : self.pos + frames]
+            buf[: chunk.size] = chunk
+            buf[chunk.size :] = 0.0
+            self.pos += chunk.size
+            if self.pos >= self.clip.size:
+                self.playing = False
+        else:
+            buf[:] = 0.0
+
+    def play(self, clip: np.ndarray) -> None:
+        self.clip = np.ascontiguousarray(clip, dtype=np.float32)
+        self._go.set()
+
+    def frame_of(self, sample: int) -> int:
+        """JACK frame at which clip sample ``sample`` was played (a cycle the player missed shifts the rest)."""
+        frame, pos = max((c for c in self.chunks if c[1] <= sample), key=lambda c: c[1])
+        return frame + sample - pos
+
+    @property
+    def finished(self) -> bool:
+        return self.start_frame is not None and not self.playing
+
+    def ports(self, **kw) -> list[str]:
+        return [p.name for p in self.client.get_ports(**kw)]
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def loop_onsets(seconds: float, sr: int = RATE, bpm: float = 100.0) -> list[tuple[str, int]]:
+    """Ground truth of :func:`idm.demo.render_demo_loop`: (class, start sample) of every hit."""
+    from idm.demo import DEMO_PATTERN
+
+    n, step = int(seconds * sr), 60.0 / bpm / 4
+    bar = 16 * step
+    out = []
+    for b in range(int(np.ceil(seconds / bar))):
+        for cls, steps, _ in DEMO_PATTERN:
+            if cls == "crash" and b % 4:
+                continue
+            for s in steps:
+                start = round((b * bar + s * step) * sr)
+                if start < n:
+                    out.append((cls, start))
+    return sorted(out, key=lambda e: e[1])
+
+
+def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"idm-live exited early ({proc.returncode}) waiting for {what}: {err[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+# ---- tests ----------------------------------------------------------------------------------------------------
+
+
+def test_list_devices_shows_jack(jack_server):
+    res = subprocess.run([*LIVE, "--list-devices"], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "JACK Audio Connection Kit" in res.stdout
+    assert "system" in res.stdout
+    assert "[jack]" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def offline_detected(official_ckpt):
+    """True onsets of the test loop that the official model detects offline (right class within 3 frames)."""
+    import torch
+
+    from idm.classes import CLASSES
+    from idm.separate import Separator, SeparatorConfig
+    from idm.peaks import peak_pick
+
+    torch.set_num_threads(2)
+    seconds = 6.0
+    loop = drum_loop(seconds)
+    sep = Separator.from_checkpoint(official_ckpt, SeparatorConfig(mode="synth"))
+    an = sep.analyze(loop)
+    peaks = peak_pick(an.onset_probs, sep.config.peaks)
+    found = {(CLASSES[k], int(j) * sep.hop) for k, j in zip(*np.nonzero(peaks), strict=True)}
+    truth = loop_onsets(seconds)
+    kept = [(c, s) for c, s in truth if any(c == c2 and abs(s - s2) <= 3 * sep.hop for c2, s2 in found)]
+    return loop, truth, kept
+
+
+def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_path: Path):
+    from idm.classes import CLASSES, GM_NOTES
+
+    loop, truth, expected = offline_detected
+    assert len(expected) >= 8, f"the official model detects too few hits of the loop offline ({len(expected)})"
+    manifest = __import__("json").loads((official_bundle / "manifest.json").read_text())
+    assert manifest["audio"]["sample_rate"] == RATE
+
+    player = Player()
+    midi_file = tmp_path / "take.mid"
+    proc = subprocess.Popen(
+        [*LIVE, "--input", "mic", "--device", "system", "--midi-api", "jack", "--bundle", str(official_bundle),
+         "--block-size", str(PERIOD), "--midi-file", str(midi_file), "--stems-out", str(tmp_path / "stems"),
+         "--seconds", "120", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        midi_port = "idm-live:IDM Drums"
+        _wait_for(lambda: midi_port in player.ports(is_midi=True), 120, "the MIDI port", proc)
+        _wait_for(lambda: any(p.startswith("PortAudio") for p in player.ports(is_audio=True, is_input=True)), 30,
+                  "the PortAudio input", proc)  # fmt: skip
+        pa_in = [p for p in player.ports(is_audio=True, is_input=True) if p.startswith("PortAudio")]
+        for p in pa_in:
+            for src in player.client.get_all_connections(p):
+                player.client.disconnect(src, p)
+            player.client.connect(player.out, p)
+        player.client.connect(midi_port, player.midi_in)
+        time.sleep(0.5)
+        player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
+        _wait_for(lambda: player.finished, 60, "the end of playback", proc)
+        time.sleep(1.0)  # notes of the last hits leave one latency after them
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        player.close()
+    assert proc.returncode == 0, err
+    total = int(err.split("latency ")[1].split("(")[1].split(" samples")[0])
+    latency = int(err.split("model ")[1].split(",")[0])  # the processor's latency
+    notes = [(t, d[1], d[2]) for t, d in player.events if len(d) == 3 and d[0] == 0x99 and d[2] > 0]
+    offs = [(t, d[1]) for t, d in player.events if len(d) == 3 and d[0] in (0x89, 0x99) and (d[0] == 0x89 or d[2] == 0)]
+    assert notes, f"no notes received; stderr: {err[-1500:]}"
+    assert len(offs) == len(notes), "every note-on must get its note-off"
+
+    lat_ms = []
+    missed = []
+    window = PERIOD + int(0.020 * RATE)
+    for cls, s in expected:
+        note = GM_NOTES[CLASSES.index(cls)]
+        f = player.frame_of(s)
+        cand = [t - f for t, n, _ in notes if n == note and abs(t - f - latency) <= window]
+        if cand:
+            lat_ms.append(min(cand, key=lambda d: abs(d - latency)) / RATE * 1000)
+        else:
+            missed.append((cls, s))
+    lat = np.array(lat_ms)
+    report = (
+        f"JACK e2e: {len(lat)}/{len(expected)} detected hits matched ({len(truth)} in the loop, {len(notes)} notes); "
+        f"latency: processor {latency / RATE * 1000:.2f} ms, idm-live total {total / RATE * 1000:.2f} ms, measured median {np.median(lat):.2f} ms, "
+        f"min {lat.min():.2f}, max {lat.max():.2f} ms (period {PERIOD / RATE * 1000:.2f} ms)"
+    )
+    print(report)
+    assert not missed, f"hits without a note: {missed}; {report}"
+    tol_ms = 4.0
+    period_ms = PERIOD / RATE * 1000
+    assert np.median(lat) <= latency / RATE * 1000 + period_ms + tol_ms, report
+    assert np.median(lat) >= latency / RATE * 1000 - period_ms - tol_ms, report
+
+    # the interrupted session saved its MIDI file and stems
+    import mido
+    import soundfile as sf
+
+    mid = mido.MidiFile(str(midi_file))
+    recorded = [m for m in mid if m.type == "note_on" and m.velocity > 0]
+    assert len(recorded) >= len(notes)
+    folders = list((tmp_path / "stems").iterdir())
+    assert len(folders) == 1 and not folders[0].name.startswith(".")
+    for cls in CLASSES:
+        data, sr = sf.read(str(folders[0] / f"{cls}.wav"))
+        assert sr == RATE and data.size > loop.size
+    assert (folders[0] / f"{folders[0].name}.mid").is_file()
