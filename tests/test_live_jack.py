@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import drum_loop
 
 RATE = 44100
@@ -147,7 +146,7 @@ def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = N
         if pred():
             return
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             pytest.fail(f"idm-live exited early ({proc.returncode}) waiting for {what}: {err[-2000:]}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
@@ -170,8 +169,8 @@ def offline_detected(official_ckpt):
     import torch
 
     from idm.classes import CLASSES
-    from idm.separate import Separator, SeparatorConfig
     from idm.peaks import peak_pick
+    from idm.separate import Separator, SeparatorConfig
 
     torch.set_num_threads(2)
     seconds = 6.0
@@ -217,7 +216,7 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
         _wait_for(lambda: player.finished, 60, "the end of playback", proc)
         time.sleep(1.0)  # notes of the last hits leave one latency after them
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -245,7 +244,8 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     lat = np.array(lat_ms)
     report = (
         f"JACK e2e: {len(lat)}/{len(expected)} detected hits matched ({len(truth)} in the loop, {len(notes)} notes); "
-        f"latency: processor {latency / RATE * 1000:.2f} ms, idm-live total {total / RATE * 1000:.2f} ms, measured median {np.median(lat):.2f} ms, "
+        f"latency: processor {latency / RATE * 1000:.2f} ms, idm-live total {total / RATE * 1000:.2f} ms, "
+        f"measured median {np.median(lat):.2f} ms, "
         f"min {lat.min():.2f}, max {lat.max():.2f} ms (period {PERIOD / RATE * 1000:.2f} ms)"
     )
     print(report)
