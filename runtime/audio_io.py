@@ -8,6 +8,7 @@ never allocate buffers, take locks or wait. Processing happens on the session's 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -195,6 +196,7 @@ class StreamClock:
         self._offsets = np.zeros(self._SIZE, dtype=np.float64)  # stream time of device frame 0, per anchor
         self._count = 0
         self._stream: Any = None
+        self._last = (0.0, 0.0)  # (stream time, monotonic time) of the last successful now()
 
     def store(self, frame: int, t: float) -> None:
         """Callback side: record that device ``frame`` is at stream time ``t``."""
@@ -212,8 +214,17 @@ class StreamClock:
         return float(self._offsets[idx].min())
 
     def now(self) -> float:
-        """Current stream time (seconds)."""
-        return float(self._stream.time) if self._stream is not None else 0.0
+        """Current stream time (seconds); extrapolated on the monotonic clock once the stream has stopped."""
+        if self._stream is not None:
+            try:
+                t = float(self._stream.time)
+                if t > 0.0:
+                    self._last = (t, time.monotonic())
+                    return t
+            except Exception:  # noqa: S110 - a stopped or lost stream has no time: extrapolate below
+                pass
+        t0, m0 = self._last
+        return t0 + (time.monotonic() - m0) if m0 else 0.0
 
     def time_of(self, sample: int) -> float | None:
         """Stream time at which processor-rate ``sample`` is due, or None before the stream runs."""

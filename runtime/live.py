@@ -26,6 +26,7 @@ from idm.runtime.sources import Resampler
 from idm.runtime.stems_writer import StemsWriter
 
 from idm.classes import CLASSES
+from idm.errors import DeviceError
 
 __all__ = ["LiveSession", "LiveStats", "Source"]
 
@@ -164,10 +165,8 @@ class LiveSession:
         return self
 
     def stop(self) -> None:
-        """Ask the worker to finish (Ctrl-C): it flushes the processor and returns."""
+        """Ask the worker to finish (Ctrl-C): it processes what has arrived, flushes the processor and returns."""
         self.interrupted = True
-        if self.stream is not None and self.stream.has_input:
-            self.stream.stop()  # no more input; what is in the ring is still processed
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -201,8 +200,9 @@ class LiveSession:
     def _loop(self) -> None:
         src = self.source
         while True:
-            if self._stop.is_set() and not self._input_pending():
-                return  # a stopped mic stream ends once what is already in its ring is processed
+            if self._stop.is_set():
+                self._drain()
+                return
             if self.max_frames is not None and src.position >= self.max_frames:
                 self.end_of_input = True
                 return
@@ -210,21 +210,33 @@ class LiveSession:
                 self.end_of_input = True
                 return
             n = self._limit()
-            if n <= 0:
-                time.sleep(self._poll)
-                continue
-            x = src.read(n)
-            if x.size == 0:
+            x = src.read(n) if n > 0 else None
+            if x is None or x.size == 0:
                 if src.finished:
                     self.end_of_input = True
                     return
+                self._check_stream()
                 time.sleep(self._poll)
                 continue
             self._process(x, last=src.finished)
 
-    def _input_pending(self) -> bool:
+    def _drain(self) -> None:
+        """Stopping: process the input that has already arrived (a mic's ring), nothing more."""
         ring = self.stream.input_ring if self.stream is not None else None
-        return ring is not None and ring.available() > 0
+        if ring is None:
+            return
+        target = ring.written
+        while ring.read < target:
+            x = self.source.read(self.chunk)
+            if x.size == 0:
+                break
+            self._process(x)
+
+    def _check_stream(self) -> None:
+        """A stream that stopped by itself (device unplugged, JACK server gone) ends the session with an error."""
+        st = self.stream
+        if st is not None and not self._stop.is_set() and not st.active and st.frames > 0:
+            raise DeviceError("the audio stream stopped (device disconnected or audio server gone)")
 
     def _process(self, x: np.ndarray, last: bool = False) -> None:
         now = time.monotonic()

@@ -137,6 +137,12 @@ class MidiScheduler:
         return 0.0 if self.clock is None else self.clock.now()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._finish()
+
+    def _loop(self) -> None:
         while True:
             if self._pending and self._due(self._pending[0][0]) is not None:
                 pend, self._pending = self._pending, []
@@ -174,7 +180,6 @@ class MidiScheduler:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-        self._finish()
 
     def _finish(self) -> None:
         """Stopped: drop note-ons that were not due yet, send every outstanding note-off now."""

@@ -268,3 +268,61 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
         data, sr = sf.read(str(folders[0] / f"{cls}.wav"))
         assert sr == RATE and data.size > loop.size
     assert (folders[0] / f"{folders[0].name}.mid").is_file()
+
+
+def test_realtime_file_to_existing_jack_port(jack_server, official_bundle, tmp_path: Path):
+    """A file played in real time (monotonic clock) into an existing JACK MIDI port named by substring."""
+    import soundfile as sf
+
+    clip = tmp_path / "clip.wav"
+    sf.write(str(clip), drum_loop(3.0), RATE, subtype="FLOAT")
+    player = Player("idm-test-sink")
+    try:
+        midi = tmp_path / "clip.mid"
+        t0 = time.monotonic()
+        res = subprocess.run(
+            [*LIVE, "--input", str(clip), "--bundle", str(official_bundle), "--realtime", "--midi-api", "jack",
+             "--midi-port", "idm-test-sink", "--midi-file", str(midi), "--quiet"],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        wall = time.monotonic() - t0
+        time.sleep(0.2)
+    finally:
+        player.close()
+    assert res.returncode == 0, res.stderr
+    assert "port 'idm-test-sink:midi_in'" in res.stderr
+    import mido
+
+    recorded = [m for m in mido.MidiFile(str(midi)) if m.type == "note_on" and m.velocity > 0]
+    ons = [(t, d) for t, d in player.events if d[0] == 0x99 and d[2] > 0]
+    assert len(recorded) >= 5
+    assert len(ons) == len(recorded)
+    assert [d[1] for _, d in ons] == [m.note for m in recorded]
+    # paced: notes spread over the clip's duration, not sent in one burst
+    span = (ons[-1][0] - ons[0][0]) / RATE
+    assert span > 1.5, span
+    # constant latency: the notes keep the recorded (input-aligned) timing, up to one period and the clock's jitter
+    times, t = [], 0.0
+    for m in mido.MidiFile(str(midi)):
+        t += m.time
+        if m.type == "note_on" and m.velocity > 0:
+            times.append(t)
+    got = np.array([f for f, _ in ons], dtype=float) / RATE
+    err = (got - got[0]) - (np.array(times) - times[0])
+    assert np.abs(err).max() < PERIOD / RATE + 0.004, err
+    assert wall > 3.0
+
+
+def test_unknown_midi_port_is_one_line_error(jack_server, official_bundle, tmp_path: Path):
+    import soundfile as sf
+
+    clip = tmp_path / "clip.wav"
+    sf.write(str(clip), drum_loop(1.0), RATE, subtype="FLOAT")
+    res = subprocess.run(
+        [*LIVE, "--input", str(clip), "--bundle", str(official_bundle), "--realtime", "--midi-api", "jack",
+         "--midi-port", "no-such-port-xyz"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("idm-live: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no-such-port-xyz" in lines[0], res.stderr
