@@ -97,7 +97,7 @@ def list_everything() -> None:
     try:
         rtmidi = import_rtmidi()
         compiled = set(rtmidi.get_compiled_api())
-        typer.echo("MIDI output ports:")
+        typer.echo("MIDI ports idm-live can send to (--midi-port NAME; without it, a virtual port is made):")
         for name, const in API_NAMES.items():
             if getattr(rtmidi, const) not in compiled:
                 continue

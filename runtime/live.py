@@ -53,22 +53,24 @@ class LiveStats:
 
     processed: int = 0  #: input frames processed (source rate)
     level_db: float = -120.0  #: input peak over the last ~100 ms, dBFS
-    load_pct: float = 0.0  #: processing time / block duration, smoothed
+    load_pct: float = 0.0  #: processing time / audio duration over the last 0.5 s
     load_max_pct: float = 0.0  #: worst block over the last ~2 s
     hits: list[int] = field(default_factory=lambda: [0] * len(CLASSES))
     last_hit: list[float] = field(default_factory=lambda: [-1e9] * len(CLASSES))  #: monotonic time
     events: int = 0
     started: float = field(default_factory=time.monotonic)
-    _loads: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4096))
+    _loads: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=4096))
     _levels: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4096))
 
     def block(self, now: float, peak: float, seconds: float, took: float) -> None:
-        load = 100.0 * took / seconds if seconds > 0 else 0.0
-        self.load_pct = load if self.load_pct == 0.0 else 0.9 * self.load_pct + 0.1 * load
-        self._loads.append((now, load))
+        """Account one processed block: ``seconds`` of audio took ``took`` seconds to process."""
+        self._loads.append((now, seconds, took))
         while self._loads and self._loads[0][0] < now - 2.0:
             self._loads.popleft()
-        self.load_max_pct = max(v for _, v in self._loads)
+        recent = [(d, t) for w, d, t in self._loads if w >= now - 0.5]
+        dur = sum(d for d, _ in recent)
+        self.load_pct = 100.0 * sum(t for _, t in recent) / dur if dur > 0 else 0.0
+        self.load_max_pct = max(100.0 * t / d for _, d, t in self._loads if d > 0)
         self._levels.append((now, peak))
         while self._levels and self._levels[0][0] < now - 0.1:
             self._levels.popleft()
@@ -188,13 +190,17 @@ class LiveSession:
             self.done.set()
 
     def _limit(self) -> int:
+        """Frames to read now: a whole chunk once released (paced), less only at the end of the input."""
         n = self.chunk
-        if self.pacer is not None:
-            n = min(n, self.pacer() - self.source.position)
+        end = None
         if self.max_frames is not None:
-            n = min(n, self.max_frames - self.source.position)
+            end = self.max_frames
         if self.source.frames is not None:
-            n = min(n, self.source.frames - self.source.position)
+            end = self.source.frames if end is None else min(end, self.source.frames)
+        if end is not None:
+            n = min(n, end - self.source.position)
+        if self.pacer is not None and self.pacer() - self.source.position < n:
+            return 0  # wait for the clock to release a whole block
         return n
 
     def _loop(self) -> None:

@@ -38,11 +38,13 @@ def render_status(session: Any, title: str = "idm-live") -> Panel:
     """A panel for :class:`rich.live.Live`; reads the session's counters (never blocks the worker)."""
     s = session.stats
     now = time.monotonic()
-    hits = Text()
-    for k, name in enumerate(CLASSES):
-        lit = now - s.last_hit[k] < FLASH_SECONDS
-        hits.append(f" {name} ", style="bold black on bright_green" if lit else "dim")
-        hits.append(f"{s.hits[k]:<4d}", style="bold" if lit else "")
+    hits = Table.grid(padding=(0, 1))
+    lit = [now - s.last_hit[k] < FLASH_SECONDS for k in range(len(CLASSES))]
+    for _ in CLASSES:
+        hits.add_column(justify="center")
+    on_style = "bold black on bright_green"
+    hits.add_row(*[Text(f" {n} ", style=on_style if on else "dim") for n, on in zip(CLASSES, lit, strict=True)])
+    hits.add_row(*[Text(str(c), style="bold" if on else "") for c, on in zip(s.hits, lit, strict=True)])
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="cyan", justify="right")
     grid.add_column()
