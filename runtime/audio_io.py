@@ -310,8 +310,13 @@ class AudioStream:
 
     # ---- life cycle -------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Open and start the stream; raises :class:`DeviceError` with PortAudio's reason on failure."""
+    def open(self) -> AudioStream:
+        """Open the stream (not started yet: callbacks begin with :meth:`start`); its latencies are known after.
+
+        Raises :class:`DeviceError` with PortAudio's reason on failure.
+        """
+        if self._stream is not None:
+            return self
         sd, s = self.sd, self.spec
         kw: dict[str, Any] = {"samplerate": s.samplerate, "blocksize": s.blocksize, "dtype": "float32"}
         try:
@@ -331,10 +336,19 @@ class AudioStream:
                     device=s.output_device, channels=s.output_channels, callback=self._cb_out, **kw
                 )
             self.clock._stream = self._stream
-            self._stream.start()
         except sd.PortAudioError as e:
             self.close()
             raise DeviceError(f"cannot open the audio stream: {_pa_message(e)}") from None
+        return self
+
+    def start(self) -> None:
+        """Open (if needed) and start the stream."""
+        self.open()
+        try:
+            self._stream.start()
+        except self.sd.PortAudioError as e:
+            self.close()
+            raise DeviceError(f"cannot start the audio stream: {_pa_message(e)}") from None
 
     @property
     def latency(self) -> tuple[float, float]:

@@ -236,6 +236,11 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
                 raise IDMError("--monitor of stems needs --mode synth or masked")
             assert stream.output_ring is not None
             monitor = Monitor(stream.output_ring, mix, model_rate, int(stream.spec.samplerate))
+            out_frames = stream.delay + round(stream.latency[1] * stream.spec.samplerate)
+            say(
+                f"monitor: the input plays {out_frames} frames ({out_frames / stream.spec.samplerate * 1000:.1f} ms) "
+                f"after it arrived ({stream.delay} buffered + the device's output latency), stems one latency later"
+            )
         elif o.monitor is not None:
             raise IDMError("--monitor needs an output device (--output-device)")
 
@@ -305,11 +310,15 @@ def _open_stream(o: LiveOptions, model_rate: int, say: Any) -> Any:
     )
     lag = resampler_lag(model_rate, int(rate), o.block_size, "LQ")
     spec.output_delay_blocks = 2 + math.ceil(lag / o.block_size)
-    stream = AudioStream(spec, model_rate)
+    stream = AudioStream(spec, model_rate).open()
     parts = []
     if dev_in is not None:
         parts.append(f"input {dev_in.name} [{dev_in.hostapi}]")
     if dev_out is not None:
         parts.append(f"output {dev_out.name} [{dev_out.hostapi}]")
-    say(f"audio: {', '.join(parts)}, {rate:g} Hz, block {o.block_size}")
+    lat_in, lat_out = stream.latency
+    say(
+        f"audio: {', '.join(parts)}, {rate:g} Hz, block {o.block_size}; device latency in {lat_in * 1000:.1f} ms, "
+        f"out {lat_out * 1000:.1f} ms"
+    )
     return stream

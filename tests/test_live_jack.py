@@ -64,7 +64,8 @@ def jack_server():
 
 
 class Player:
-    """A JACK client with an audio output (plays a clip on request) and a MIDI input (records frame-stamped events)."""
+    """A JACK client that plays a clip on request (audio out), records MIDI events with their JACK frames (MIDI
+    in) and records two audio inputs from the start of playback, stamped with JACK frames."""
 
     def __init__(self, name: str = "idm-test-player") -> None:
         import jack
@@ -78,6 +79,10 @@ class Player:
         self.start_frame: int | None = None
         self.events: list[tuple[int, bytes]] = []
         self.chunks: list[tuple[int, int]] = []  # (JACK frame, clip position) of every played cycle
+        self.ins = [self.client.inports.register(f"in_{i + 1}") for i in range(2)]
+        self.rec = np.zeros((2, 30 * RATE), np.float32)
+        self.rec_frames: list[tuple[int, int]] = []  # (JACK frame, record position) of every recorded cycle
+        self.rec_pos = 0
         self._go = threading.Event()
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -100,6 +105,33 @@ class Player:
                 self.playing = False
         else:
             buf[:] = 0.0
+        if self.start_frame is not None and self.rec_pos + frames <= self.rec.shape[1]:
+            self.rec_frames.append((t0, self.rec_pos))
+            for i, port in enumerate(self.ins):
+                self.rec[i, self.rec_pos : self.rec_pos + frames] = port.get_array()
+            self.rec_pos += frames
+
+    def recorded(self, channel: int, base: int, n: int) -> np.ndarray:
+        """Input ``channel`` on the JACK timeline: frames ``[base, base + n)`` (zeros where nothing was recorded)."""
+        out = np.zeros(n, np.float32)
+        for frame, pos in self.rec_frames:
+            a, b = frame - base, frame - base + PERIOD
+            if b <= 0 or a >= n:
+                continue
+            lo, hi = max(a, 0), min(b, n)
+            out[lo:hi] = self.rec[channel, pos + lo - a : pos + hi - a]
+        return out
+
+    def played(self, base: int, n: int) -> np.ndarray:
+        """The clip on the JACK timeline as it left the output port."""
+        out = np.zeros(n, np.float32)
+        for frame, pos in self.chunks:
+            a = frame - base
+            chunk = self.clip[pos : pos + PERIOD]
+            lo, hi = max(a, 0), min(a + chunk.size, n)
+            if hi > lo:
+                out[lo:hi] = chunk[lo - a : hi - a]
+        return out
 
     def play(self, clip: np.ndarray) -> None:
         self.clip = np.ascontiguousarray(clip, dtype=np.float32)
@@ -197,7 +229,7 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     proc = subprocess.Popen(
         [*LIVE, "--input", "mic", "--device", "system", "--midi-api", "jack", "--bundle", str(official_bundle),
          "--block-size", str(PERIOD), "--midi-file", str(midi_file), "--stems-out", str(tmp_path / "stems"),
-         "--seconds", "120", "--quiet"],
+         "--output-device", "system", "--monitor", "input@1,all@2", "--seconds", "120", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -211,6 +243,14 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
                 player.client.disconnect(src, p)
             player.client.connect(player.out, p)
         player.client.connect(midi_port, player.midi_in)
+
+        def pa_out() -> list[str]:
+            return sorted(p for p in player.ports(is_audio=True, is_output=True) if p.startswith("PortAudio"))
+
+        _wait_for(lambda: len(pa_out()) == 2, 30, "the PortAudio outputs", proc)
+        pa_out = pa_out()
+        for src, dst in zip(pa_out, player.ins, strict=True):
+            player.client.connect(src, dst)
         time.sleep(0.5)
         player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
         _wait_for(lambda: player.finished, 60, "the end of playback", proc)
@@ -223,7 +263,7 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
             proc.communicate()
         player.close()
     assert proc.returncode == 0, err
-    total = int(err.split("latency ")[1].split("(")[1].split(" samples")[0])
+    total = int(err.split("idm-live: latency ")[1].split("(")[1].split(" samples")[0])
     latency = int(err.split("model ")[1].split(",")[0])  # the processor's latency
     notes = [(t, d[1], d[2]) for t, d in player.events if len(d) == 3 and d[0] == 0x99 and d[2] > 0]
     offs = [(t, d[1]) for t, d in player.events if len(d) == 3 and d[0] in (0x89, 0x99) and (d[0] == 0x89 or d[2] == 0)]
@@ -254,6 +294,21 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     period_ms = PERIOD / RATE * 1000
     assert np.median(lat) <= latency / RATE * 1000 + period_ms + tol_ms, report
     assert np.median(lat) >= latency / RATE * 1000 - period_ms - tol_ms, report
+
+    # monitor: channel 1 is the input after the constant output delay idm-live printed, bit for bit; channel 2 the
+    # stems, one processor latency later
+    base = player.chunks[0][0]
+    n = loop.size + RATE
+    played = player.played(base, n)
+    ch1, ch2 = player.recorded(0, base, n), player.recorded(1, base, n)
+    delay = int(err.split("monitor: the input plays ")[1].split(" frames")[0])  # buffer + PortAudio's output latency
+    same = np.abs(ch1[delay:] - played[:-delay]) < 1e-7
+    loud = np.abs(played[:-delay]) > 1e-3
+    print(f"monitor: input at +{delay} frames, bit-exact on {same[loud].mean() * 100:.1f} % of the loud samples")
+    assert same[loud].mean() > 0.9  # JACK xruns on a loaded machine may drop a few blocks
+    assert np.abs(ch1[:delay]).max() == 0.0  # silence until the first valid output
+    assert np.abs(ch2[latency + delay : latency + delay + loop.size]).max() > 0.01  # stems start one latency later
+    assert np.abs(ch2[: latency + delay - 2 * PERIOD]).max() == 0.0
 
     # the interrupted session saved its MIDI file and stems
     import mido
