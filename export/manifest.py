@@ -10,7 +10,6 @@ from idm.runtime.bundle import SCHEMA, SCHEMA_VERSION
 
 from idm.classes import CLASSES, GM_NOTES, GROUP_OF
 from idm.model import InverseDrumMachine
-from idm.peaks import PeakPicking
 
 __all__ = ["EXPORTER_VERSION", "TOLERANCES", "build_manifest"]
 
@@ -46,7 +45,7 @@ def build_manifest(
         for s in enc.state_specs()
     ]
     variant = "int8" if quantize == "int8" else precision
-    pp = PeakPicking()
+    pp = cfg.peaks
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -131,6 +130,8 @@ def build_manifest(
             "pre_avg": pp.pre_avg,
             "post_avg": pp.post_avg,
             "delta": pp.delta,
+            "class_delta": dict(pp.class_delta),
+            "threshold": pp.threshold,
             "wait": pp.wait,
         },
         "parity": {"file": "parity.npz", "variant": variant, "tolerance": TOLERANCES[variant]},

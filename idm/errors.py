@@ -7,6 +7,7 @@ __all__ = [
     "BundleError",
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "DeviceError",
     "IDMError",
     "OutputError",
@@ -35,6 +36,10 @@ class BundleError(IDMError):
 
 class OutputError(IDMError):
     """An output location cannot be written, or would overwrite the user's files."""
+
+
+class DataError(IDMError):
+    """Training data (Groove MIDI Dataset, drum kits, data packs) is missing or malformed."""
 
 
 class DeviceError(IDMError):

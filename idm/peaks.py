@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from idm.classes import CLASSES
 
 __all__ = ["PeakPicking", "peak_pick"]
 
@@ -13,8 +15,9 @@ __all__ = ["PeakPicking", "peak_pick"]
 @dataclass(frozen=True)
 class PeakPicking:
     """Parameters in frames: ``x[n]`` is a peak if it is the maximum of ``x[n-pre_max : n+post_max]``,
-    at least ``mean(x[n-pre_avg : n+post_avg]) + delta``, and more than ``wait`` frames after the
-    previous peak (windows are truncated at the edges)."""
+    at least ``mean(x[n-pre_avg : n+post_avg]) + delta`` and at least ``threshold``, and more than ``wait``
+    frames after the previous peak (windows are truncated at the edges). ``class_delta`` overrides ``delta``
+    per class name. The defaults are the official evaluation's; ``post_max = post_avg = 1`` is causal."""
 
     pre_max: int = 8
     post_max: int = 8
@@ -22,6 +25,17 @@ class PeakPicking:
     post_avg: int = 17
     delta: float = 0.2
     wait: int = 10
+    threshold: float = 0.0
+    class_delta: dict[str, float] = field(default_factory=dict)
+
+    def deltas(self, classes: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per-class ``delta`` for classes in the given order."""
+        return np.array([self.class_delta.get(c, self.delta) for c in classes], dtype=np.float64)
+
+    @property
+    def causal(self) -> bool:
+        """Whether a decision needs no future frame."""
+        return self.post_max == 1 and self.post_avg == 1
 
 
 def _window_stat(x: np.ndarray, pre: int, post: int, how: str) -> np.ndarray:
@@ -38,15 +52,18 @@ def _window_stat(x: np.ndarray, pre: int, post: int, how: str) -> np.ndarray:
     return win.sum(axis=-1) / counts
 
 
-def peak_pick(probs: np.ndarray, params: PeakPicking | None = None) -> np.ndarray:
-    """``[K, T]`` onset probabilities -> ``[K, T]`` boolean peaks."""
+def peak_pick(probs: np.ndarray, params: PeakPicking | None = None, classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+    """``[K, T]`` onset probabilities (rows in ``classes`` order) -> ``[K, T]`` boolean peaks."""
     p = params or PeakPicking()
     x = np.asarray(probs)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     xf = x.astype(np.float64)
-    cand = (xf == _window_stat(xf, p.pre_max, p.post_max, "max")) & (
-        xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + p.delta
+    delta = p.deltas(classes)[:, None] if x.shape[0] == len(classes) else p.delta
+    cand = (
+        (xf == _window_stat(xf, p.pre_max, p.post_max, "max"))
+        & (xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + delta)
+        & (xf >= p.threshold)
     )
     out = np.zeros(x.shape, dtype=bool)
     for k, n in zip(*np.nonzero(cand), strict=True):  # few candidates: greedy refractory suppression
