@@ -261,6 +261,8 @@ class LiveSession:
         tail = self.resampler(np.zeros(0, np.float32), last=True)
         if tail.size:
             self._sink(self.processor.process(tail), tail)
+        if self.stats.processed == 0 and not tail.size:
+            return  # stopped before any audio arrived: nothing to flush
         blk = self.processor.flush()
         self._sink(blk, np.zeros(0 if blk.stems is None else blk.stems.shape[-1], np.float32))
         if self.monitor is not None:
