@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,15 @@ def pin_one_core() -> str:
     return "not pinned (no sched_setaffinity)"
 
 
-def block_times(bundle: Path, audio: np.ndarray, block: int, mode: str) -> np.ndarray:
-    """Seconds per ``process`` call over the clip, after a warm-up second."""
+def block_times(bundle: Path, audio: np.ndarray, block: int, mode: str, freeze: bool) -> np.ndarray:
+    """Seconds per ``process`` call over the clip, after a warm-up second.
+
+    ``freeze``: kit frozen (the audio path alone); otherwise the running kit re-synthesizes the bank in a
+    background thread, which competes for the same core.
+    """
     from idm.runtime.processor import ProcessorConfig, StreamProcessor
 
-    proc = StreamProcessor(bundle, ProcessorConfig(provider="cpu", threads=1, stems=mode))
+    proc = StreamProcessor(bundle, ProcessorConfig(provider="cpu", threads=1, stems=mode, freeze=freeze))
     try:
         sr = proc.sample_rate
         for i in range(0, sr, block):  # warm-up
@@ -58,10 +61,13 @@ def rss_of_live(bundle: Path, wav: Path, out: Path) -> tuple[float, float]:
     cmd = [sys.executable, "-c", "from idm.runtime.cli import main; main()", "--input", str(wav),
            "--bundle", str(bundle), "--stems-out", str(out), "--force", "--quiet"]  # fmt: skip
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
     wall = time.perf_counter() - t0
-    kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return kib / 1024, wall
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"idm-live failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return usage.ru_maxrss / 1024, wall
 
 
 def import_time(module: str, runs: int = 5) -> float:
@@ -104,12 +110,14 @@ def main() -> None:
             rows.append((f"`import {mod}` (fresh interpreter, median of 5)", f"{import_time(mod) * 1000:.0f} ms"))
         where = pin_one_core()
         rows.append(("block timing", f"one thread, {where}, {args.seconds:g} s demo loop, stems {args.mode}"))
-        for block in BLOCKS:
-            t = block_times(bundle, audio, block, args.mode)
+        runs = [(b, True) for b in BLOCKS] + [(256, False)]
+        for block, freeze in runs:
+            t = block_times(bundle, audio, block, args.mode, freeze)
             budget = block / 44100
+            kit = "frozen kit" if freeze else "running kit, bank refreshes on the same core"
             rows.append(
                 (
-                    f"block {block} ({budget * 1000:.2f} ms): mean / p99 / max",
+                    f"block {block} ({budget * 1000:.2f} ms), {kit}: mean / p99 / max",
                     f"{t.mean() * 1e3:.3f} / {np.percentile(t, 99) * 1e3:.3f} / {t.max() * 1e3:.3f} ms = "
                     f"{t.mean() / budget * 100:.1f} / {np.percentile(t, 99) / budget * 100:.1f} / "
                     f"{t.max() / budget * 100:.1f} % of the block",

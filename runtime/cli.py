@@ -30,7 +30,7 @@ existing one, e.g. loopMIDI on Windows; --midi-api jack to use JACK); a MIDI fil
 Latency: every note leaves a constant LATENCY after its hit entered the input (never "at the end of
 the block it was found in"): the model's look-ahead and peak-picking window, plus a scheduling margin
 (one block, the device's input latency, ~2 ms for processing). idm-live prints the number at start; in
-a DAW, compensate it with a negative delay on the MIDI track (e.g. -450 ms for the official model).
+a DAW, compensate it with a negative delay on the MIDI track (e.g. -445 ms for the official model).
 Files written with --stems-out/--midi-file have the latency removed: they line up with the input
 sample for sample.
 
