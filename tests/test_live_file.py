@@ -50,25 +50,30 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def separated(official_ckpt: Path, clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`idm separate --mode synth` of both clips (the Separator the CLI runs), 9 stems."""
+def separated(official_ckpt: Path, clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`idm separate --mode synth` of both clips and `--mode masked` of the first (the Separator the CLI runs)."""
     import torch
 
     from idm.separate import Separator, SeparatorConfig
 
     torch.set_num_threads(2)
-    out = tmp_path_factory.mktemp("separate")
+    out = {"synth": tmp_path_factory.mktemp("separate-synth"), "masked": tmp_path_factory.mktemp("separate-masked")}
     sep = Separator.from_checkpoint(official_ckpt, SeparatorConfig(mode="synth"))
     for p in clips.values():
-        sep.separate_file(p, out)
+        sep.separate_file(p, out["synth"])
+    sep.config.mode = "masked"
+    sep.separate_file(clips["loop"], out["masked"])
     return out
 
 
-@pytest.mark.parametrize("name", ["loop", "loop48"])
-def test_file_mode_equals_idm_separate(name, clips, separated, official_bundle, tmp_path):
+@pytest.mark.parametrize(("name", "mode"), [("loop", "synth"), ("loop48", "synth"), ("loop", "masked")])
+def test_file_mode_equals_idm_separate(name, mode, clips, separated, official_bundle, tmp_path):
     from idm.classes import CLASSES
 
-    res = live("--input", str(clips[name]), "--bundle", str(official_bundle), "--stems-out", str(tmp_path))
+    separated = separated[mode]
+    res = live(
+        "--input", str(clips[name]), "--bundle", str(official_bundle), "--stems-out", str(tmp_path), "--mode", mode
+    )
     assert res.returncode == 0, res.stderr
     assert f"wrote {tmp_path / name}/" in res.stdout
     info = sf.info(str(clips[name]))
@@ -87,7 +92,7 @@ def test_file_mode_equals_idm_separate(name, clips, separated, official_bundle, 
     assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(
         [f"{c}.wav" for c in CLASSES] + [f"{name}.mid"]
     )
-    print(f"{name}: stems max abs diff vs idm separate {worst:.2e}, {len(offline) // 2} notes equal")
+    print(f"{name} {mode}: stems max abs diff vs idm separate {worst:.2e}, {len(offline) // 2} notes equal")
 
 
 def test_five_stems_midi_file_and_force(clips, official_bundle, tmp_path):
