@@ -239,3 +239,18 @@ def test_midi_port_impossible(clips, official_bundle):
         pytest.skip("this machine has an ALSA sequencer")
     res = live("--input", str(clips["loop"]), "--bundle", str(official_bundle), "--realtime", "--midi-api", "alsa")
     _one_line_error(res, "MIDI", "--no-midi")
+
+
+def test_demo_with_default_bundle(official_bundle, tmp_path):
+    """`--input demo` finds its bundle through $IDM_BUNDLE and plays the loop in real time (clock or device)."""
+    from idm.classes import CLASSES
+
+    env = dict(os.environ, IDM_BUNDLE=str(official_bundle))
+    t0 = time.monotonic()
+    res = live("--input", "demo", "--seconds", "2", "--no-midi", "--stems-out", str(tmp_path), env=env)
+    wall = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    folder = tmp_path / "demo_loop"
+    assert {sf.info(str(folder / f"{c}.wav")).frames for c in CLASSES} == {2 * 44100}
+    assert any(t == "note_on" for t, *_ in notes_of(folder / "demo_loop.mid"))
+    assert wall > 2.0  # paced, not as fast as possible
