@@ -57,17 +57,21 @@ def block_times(bundle: Path, audio: np.ndarray, block: int, mode: str, freeze: 
 
 
 def rss_of_live(bundle: Path, wav: Path, out: Path) -> tuple[float, float]:
-    """Peak RSS (MiB) and wall time of ``idm-live --input WAV --stems-out OUT`` as a child process."""
+    """Peak RSS (MiB) and wall time of ``idm-live --input WAV --stems-out OUT`` as a child process.
+
+    A child's peak RSS includes the size of the process it was forked from (Linux keeps it across exec), and
+    this benchmark has imported torch: a small intermediate interpreter starts idm-live and reports it.
+    """
     cmd = [sys.executable, "-c", "from idm.runtime.cli import main; main()", "--input", str(wav),
            "--bundle", str(bundle), "--stems-out", str(out), "--force", "--quiet"]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"idm-live failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return usage.ru_maxrss / 1024, wall
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)"
+    )
+    res = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True)
+    kib, wall = res.stdout.split()
+    return int(kib) / 1024, float(wall)
 
 
 def import_time(module: str, runs: int = 5) -> float:
