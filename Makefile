@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/idm demo --model "$(MODEL)" --out out/demo
+	$(BIN)/idm-live --input demo --seconds 21 --no-midi --stems-out out/demo --force
 
 lint: setup
 	$(BIN)/ruff check .

@@ -37,9 +37,12 @@ def _fail(msg: str) -> None:
 
 
 def default_model() -> Path | None:
-    """The model used when ``--model`` is not given: ``$IDM_MODEL``, else none (no shipped weights yet)."""
+    """The model used when ``--model`` is not given: ``$IDM_MODEL``, else the shipped live model (if installed)."""
     env = os.environ.get("IDM_MODEL")
-    return Path(env) if env else None
+    if env:
+        return Path(env)
+    shipped = Path(__file__).resolve().parent / "weights" / "live" / "model.ckpt"
+    return shipped if shipped.is_file() else None
 
 
 @app.command()
@@ -86,7 +89,7 @@ def separate(
         if ckpt is None:
             raise IDMError(
                 "no model: pass --model PATH (a project checkpoint, or the official IDM .ckpt with its "
-                "model.yaml) or set IDM_MODEL; the project's own trained weights are not shipped yet"
+                "model.yaml) or set IDM_MODEL; this installation ships no weights"
             )
         import torch
 

@@ -163,9 +163,7 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
                 raise IDMError(f"--channel {o.channel}: the input device has {stream.spec.input_channels} channel(s)")
             source = RingSource(stream.input_ring, stream.spec.samplerate, ch, max_block=max(8192, 4 * o.block_size))
         elif o.kind == "demo":
-            from idm.demo import render_demo_loop
-
-            source = DemoSource(render_demo_loop(8.0, model_rate), model_rate)
+            source = DemoSource(_demo_audio(model_rate, say), model_rate)
         else:
             assert file_src is not None
             source = file_src
@@ -322,3 +320,16 @@ def _open_stream(o: LiveOptions, model_rate: int, say: Any) -> Any:
         f"out {lat_out * 1000:.1f} ms"
     )
     return stream
+
+
+def _demo_audio(rate: int, say: Any) -> Any:
+    """The demo loop: rendered with a sampled kit when it is installed, else the synthesized loop."""
+    from idm.demo import DEMO_KIT, render_demo_loop, render_kit_demo
+
+    try:
+        audio, hits = render_kit_demo(rate)
+        say(f"demo: {len(hits)} hits in {audio.shape[0] / rate:.1f} s, played on the sampled kit {DEMO_KIT!r}")
+        return audio
+    except IDMError as e:
+        say(f"demo: sampled kit unavailable ({e}); using the synthesized loop")
+        return render_demo_loop(8.0, rate)
