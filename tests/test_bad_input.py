@@ -180,7 +180,10 @@ def test_unknown_architecture_key(official_ckpt, tmp_path):
 
 
 def test_no_model_says_what_is_missing(tmp_path, monkeypatch):
+    import idm.cli
+
     monkeypatch.delenv("IDM_MODEL", raising=False)
+    monkeypatch.setattr(idm.cli, "default_model", lambda: None)  # an installation without shipped weights
     wav = write(tmp_path / "loop.wav", drum_loop(1.0))
     res = runner.invoke(app, ["separate", str(wav), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2
@@ -192,3 +195,15 @@ def test_debug_shows_traceback(tiny_ckpt, tmp_path):
         "separate", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o"), "--model", str(tiny_ckpt), "--debug"
     )
     assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_shipped_model_is_the_default(tmp_path, monkeypatch):
+    import idm.cli
+
+    monkeypatch.delenv("IDM_MODEL", raising=False)
+    shipped = idm.cli.default_model()
+    assert shipped is not None and shipped.name == "model.ckpt" and shipped.parent.name == "live"
+    wav = write(tmp_path / "loop.wav", drum_loop(1.0))
+    res = runner.invoke(app, ["separate", str(wav), "-o", str(tmp_path / "o"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / "loop" / "kick.wav").is_file() and (tmp_path / "o" / "loop" / "loop.mid").is_file()
