@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REF    ?= ../shared/reference/idm-official
 MODEL  ?= $(firstword $(wildcard $(REF)/checkpoint/*.ckpt))
-SYSTEM_PACKAGES := libsndfile1 libportaudio2 libasound2 jackd2
+SYSTEM_PACKAGES := libsndfile1 libportaudio2 libasound2 jackd2 hydrogen-drumkits avldrums.lv2-soundfont
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup system demo test lint bench clean
@@ -17,14 +17,14 @@ system:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else echo "please install these system packages:$$missing (audio/MIDI I/O needs them)"; fi; \
+	  else echo "please install these system packages:$$missing (audio/MIDI I/O and the training kits need them)"; fi; \
 	fi
 
 $(STAMP): pyproject.toml
 	$(MAKE) system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,export,train,live]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,export,train,eval,live]"
 	touch $@
 
 setup: $(STAMP)

@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,13 +17,13 @@ from idm.export.quantize import to_fp16, to_int8
 from idm.export.streaming import StreamingEncoder, SynthGraph
 from idm.runtime.bundle import MANIFEST
 
-from idm.checkpoint import load_model, read_checkpoint, sha256_file
+from idm.checkpoint import load_model, sha256_file
 from idm.classes import class_permutation
-from idm.errors import CheckpointError, ConfigError, OutputError
+from idm.errors import ConfigError, OutputError
 from idm.model import InverseDrumMachine
 from idm.model.frontend import mel_filterbank
 
-__all__ = ["ExportOptions", "export_bundle", "export_model", "parity_clip", "stored_peak_picking"]
+__all__ = ["ExportOptions", "export_bundle", "export_model", "parity_clip"]
 
 #: Seed of the stored synthesizer noise and of the parity clip.
 NOISE_SEED = 1234
@@ -89,7 +88,6 @@ def export_model(
     source_name: str = "",
     source_sha256: str = "",
     progress: Callable[[str], None] | None = None,
-    peak_picking: dict[str, Any] | None = None,
 ) -> Path:
     """Export a loaded model to a bundle folder ``out``; returns its path.
 
@@ -140,7 +138,6 @@ def export_model(
             source_sha256=source_sha256,
             files=files,
             n_noise=noise.shape[1],
-            peak_picking=peak_picking,
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         (tmp / "README.md").write_text(_readme(manifest))
@@ -192,33 +189,10 @@ def export_bundle(
     say = progress or (lambda _msg: None)
     say("loading checkpoint")
     model = load_model(ckpt, config)
-    picking = stored_peak_picking(ckpt, model.config.n_classes)
     target = Path(out) if out is not None else Path.cwd() / (ckpt.stem + ".idm-bundle")
     opts = opts or ExportOptions()
     _prepare_out(target, opts.force)
-    return export_model(
-        model, target, opts, source_name=ckpt.name, source_sha256=sha256_file(ckpt), progress=say,
-        peak_picking=picking,
-    )  # fmt: skip
-
-
-def stored_peak_picking(ckpt: Path, n_classes: int) -> dict[str, Any] | None:
-    """The peak-picking parameters a trained project checkpoint carries (``idm train`` stores them), or None."""
-    pp = read_checkpoint(ckpt).get("peak_picking")
-    if pp is None:
-        return None
-    ints = ("pre_max", "post_max", "pre_avg", "post_avg", "wait")
-    ok = isinstance(pp, dict) and all(isinstance(pp.get(k), int) and pp[k] >= 0 for k in ints)
-    delta = pp.get("delta") if isinstance(pp, dict) else None
-    if isinstance(delta, list | tuple):
-        ok = ok and len(delta) == n_classes and all(isinstance(d, int | float) for d in delta)
-    else:
-        ok = ok and isinstance(delta, int | float)
-    if not ok:
-        raise CheckpointError(f"{ckpt}: malformed 'peak_picking' entry (expected {', '.join(ints)} and delta)")
-    out: dict[str, Any] = {k: int(pp[k]) for k in ints}
-    out["delta"] = [float(d) for d in delta] if isinstance(delta, list | tuple) else float(delta)  # type: ignore[arg-type]
-    return out
+    return export_model(model, target, opts, source_name=ckpt.name, source_sha256=sha256_file(ckpt), progress=say)
 
 
 def _readme(m: dict) -> str:

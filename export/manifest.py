@@ -10,7 +10,6 @@ from idm.runtime.bundle import SCHEMA, SCHEMA_VERSION
 
 from idm.classes import CLASSES, GM_NOTES, GROUP_OF
 from idm.model import InverseDrumMachine
-from idm.peaks import PeakPicking
 
 __all__ = ["EXPORTER_VERSION", "TOLERANCES", "build_manifest"]
 
@@ -35,12 +34,11 @@ def build_manifest(
     source_sha256: str,
     files: dict[str, str],
     n_noise: int,
-    peak_picking: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest dict; ``files`` maps every bundle file name (except the manifest) to its sha256.
 
-    ``peak_picking`` is the picker stored in a trained checkpoint (``delta`` one value or one per class in
-    project order); default: the official evaluation picker.
+    Peak picking comes from the model's config (``IDMConfig.peaks``; a trained checkpoint's tuned picker is
+    folded into it by :func:`idm.checkpoint.load_model`).
     """
     cfg = model.config
     fe = cfg.frontend
@@ -51,9 +49,7 @@ def build_manifest(
         for s in enc.state_specs()
     ]
     variant = "int8" if quantize == "int8" else precision
-    default = PeakPicking()
-    pp = {k: getattr(default, k) for k in ("pre_max", "post_max", "pre_avg", "post_avg", "delta", "wait")}
-    pp.update({k: v for k, v in (peak_picking or {}).items() if k in pp})
+    pp = cfg.peaks
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -131,7 +127,17 @@ def build_manifest(
                 "n_samples": n_noise,
             },
         },
-        "peak_picking": {"on": "onset_prob", **pp},
+        "peak_picking": {
+            "on": "onset_prob",
+            "pre_max": pp.pre_max,
+            "post_max": pp.post_max,
+            "pre_avg": pp.pre_avg,
+            "post_avg": pp.post_avg,
+            "delta": list(pp.delta) if isinstance(pp.delta, tuple | list) else pp.delta,
+            "class_delta": dict(pp.class_delta),
+            "threshold": pp.threshold,
+            "wait": pp.wait,
+        },
         "parity": {"file": "parity.npz", "variant": variant, "tolerance": TOLERANCES[variant]},
         "files": files,
     }

@@ -6,18 +6,20 @@ import pickle
 import re
 import warnings
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from idm.classes import official_to_project
+from idm.classes import CLASSES, official_to_project
 from idm.errors import CheckpointError, ConfigError
 from idm.files import sha256_file
 from idm.model import IDMConfig, InverseDrumMachine
 from idm.model.config import EncoderConfig, FrontendConfig, SynthConfig
 from idm.model.official import map_official_state_dict
+from idm.peaks import PeakPicking
 
 __all__ = [
     "PROJECT_FORMAT",
@@ -239,6 +241,23 @@ def config_from_official_yaml(path: str | Path, state: dict[str, torch.Tensor]) 
 # --- loading ----------------------------------------------------------------------------------------
 
 
+def _stored_picking(path: Path, base: PeakPicking, stored: dict[str, Any]) -> PeakPicking:
+    """The picker ``idm train`` stored (windows, wait, delta: one value or one per class in ``classes`` order)."""
+    known = {f.name for f in fields(PeakPicking)}
+    merged = {**base.__dict__, **{k: v for k, v in stored.items() if k in known}}
+    delta = merged["delta"]
+    try:
+        if isinstance(delta, list | tuple):
+            order = list(stored.get("classes", CLASSES))
+            if sorted(order) != sorted(CLASSES) or len(delta) != len(order):
+                raise ValueError("per-class delta does not match the class list")
+            by_name = dict(zip(order, (float(d) for d in delta), strict=True))
+            merged["delta"] = tuple(by_name[c] for c in CLASSES)
+        return PeakPicking(**merged)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed 'peak_picking' entry ({e})") from None
+
+
 def load_model(path: str | Path, config: str | Path | None = None) -> InverseDrumMachine:
     """Load a project checkpoint, or an official one with its ``model.yaml`` (found beside it or given).
 
@@ -254,6 +273,9 @@ def load_model(path: str | Path, config: str | Path | None = None) -> InverseDru
             raise CheckpointError(f"{path}: project checkpoint without its config")
         cfg = IDMConfig.from_dict(obj["config"])
         state = {k.removeprefix("model."): v for k, v in state.items()}
+        picking = obj.get("peak_picking")  # tuned by `idm train`: the model's own picker from now on
+        if isinstance(picking, dict):
+            cfg.peaks = _stored_picking(path, cfg.peaks, picking)
     else:
         cfg_path = Path(config) if config is not None else find_official_config(path)
         if cfg_path is None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from idm.data.cli import app as data_app
 from idm.errors import IDMError
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(data_app, name="data")
 
 
 class Mode(str, Enum):
@@ -183,6 +185,10 @@ def info(
 from idm.train.cli import train as _train_command  # noqa: E402
 
 app.command(name="train")(_train_command)
+
+from idm.eval.cli import eval_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
+
+app.command("eval")(eval_command)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AudioInputError", "BundleError", "CheckpointError", "ConfigError", "IDMError", "OutputError"]
+__all__ = ["AudioInputError", "BundleError", "CheckpointError", "ConfigError", "DataError", "IDMError", "OutputError"]
 
 
 class IDMError(Exception):
@@ -27,3 +27,7 @@ class BundleError(IDMError):
 
 class OutputError(IDMError):
     """An output location cannot be written, or would overwrite the user's files."""
+
+
+class DataError(IDMError):
+    """Training data (Groove MIDI Dataset, drum kits, data packs) is missing or malformed."""

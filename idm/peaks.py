@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from idm.classes import CLASSES
 
 __all__ = ["PeakPicking", "peak_pick"]
 
@@ -13,9 +15,10 @@ __all__ = ["PeakPicking", "peak_pick"]
 @dataclass(frozen=True)
 class PeakPicking:
     """Parameters in frames: ``x[n]`` is a peak if it is the maximum of ``x[n-pre_max : n+post_max]``,
-    at least ``mean(x[n-pre_avg : n+post_avg]) + delta``, and more than ``wait`` frames after the
-    previous peak (windows are truncated at the edges). ``delta`` is one threshold, or one per class
-    (a tuple as long as the class axis, e.g. thresholds tuned per class)."""
+    at least ``mean(x[n-pre_avg : n+post_avg]) + delta`` and at least ``threshold``, and more than ``wait``
+    frames after the previous peak (windows are truncated at the edges). ``class_delta`` overrides ``delta``
+    per class name; ``delta`` itself may also be one value per class (a tuple in project class order, as
+    ``idm train`` tunes it). The defaults are the official evaluation's; ``post_max = post_avg = 1`` is causal."""
 
     pre_max: int = 8
     post_max: int = 8
@@ -23,6 +26,23 @@ class PeakPicking:
     post_avg: int = 17
     delta: float | tuple[float, ...] = 0.2
     wait: int = 10
+    threshold: float = 0.0
+    class_delta: dict[str, float] = field(default_factory=dict)
+
+    def deltas(self, classes: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per-class ``delta`` for classes in the given order."""
+        if isinstance(self.delta, tuple | list):
+            if len(self.delta) != len(CLASSES):
+                raise ValueError(f"peak picking: {len(self.delta)} per-class deltas for {len(CLASSES)} classes")
+            base = dict(zip(CLASSES, (float(d) for d in self.delta), strict=True))
+        else:
+            base = dict.fromkeys(CLASSES, float(self.delta))
+        return np.array([self.class_delta.get(c, base[c]) for c in classes], dtype=np.float64)
+
+    @property
+    def causal(self) -> bool:
+        """Whether a decision needs no future frame."""
+        return self.post_max == 1 and self.post_avg == 1
 
 
 def _window_stat(x: np.ndarray, pre: int, post: int, how: str) -> np.ndarray:
@@ -39,20 +59,23 @@ def _window_stat(x: np.ndarray, pre: int, post: int, how: str) -> np.ndarray:
     return win.sum(axis=-1) / counts
 
 
-def peak_pick(probs: np.ndarray, params: PeakPicking | None = None) -> np.ndarray:
-    """``[K, T]`` onset probabilities -> ``[K, T]`` boolean peaks."""
+def peak_pick(probs: np.ndarray, params: PeakPicking | None = None, classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+    """``[K, T]`` onset probabilities (rows in ``classes`` order) -> ``[K, T]`` boolean peaks."""
     p = params or PeakPicking()
     x = np.asarray(probs)
     squeeze = x.ndim == 1
     x = np.atleast_2d(x)
     xf = x.astype(np.float64)
-    delta = np.asarray(p.delta, dtype=np.float64)
-    if delta.ndim:
-        if delta.shape != (x.shape[0],):
-            raise ValueError(f"peak picking: {delta.size} per-class deltas for {x.shape[0]} classes")
-        delta = delta[:, None]
-    cand = (xf == _window_stat(xf, p.pre_max, p.post_max, "max")) & (
-        xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + delta
+    if x.shape[0] == len(classes):
+        delta: np.ndarray | float = p.deltas(classes)[:, None]
+    elif isinstance(p.delta, tuple | list):
+        raise ValueError(f"peak picking: per-class deltas need {len(classes)} rows, got {x.shape[0]}")
+    else:
+        delta = float(p.delta)
+    cand = (
+        (xf == _window_stat(xf, p.pre_max, p.post_max, "max"))
+        & (xf >= _window_stat(xf, p.pre_avg, p.post_avg, "mean") + delta)
+        & (xf >= p.threshold)
     )
     out = np.zeros(x.shape, dtype=bool)
     for k, n in zip(*np.nonzero(cand), strict=True):  # few candidates: greedy refractory suppression

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ class SeparatorConfig:
     device: str = "cpu"
     chunk_seconds: float = 30.0  #: analysis/render chunk length (bounds memory)
     stems: int = 9  #: 9 classes or 5 groups
-    peaks: PeakPicking = field(default_factory=PeakPicking)
+    peaks: PeakPicking | None = None  #: peak picking; None = the model's own (``IDMConfig.peaks``)
     wav_subtype: str = "FLOAT"
 
     def __post_init__(self) -> None:
@@ -229,7 +229,7 @@ class Separator:
         analysis = self.analyze(audio)
         n_frames = analysis.onset_probs.shape[-1]
         if user_onsets is None:
-            peaks = peak_pick(analysis.onset_probs, self.config.peaks)
+            peaks = peak_pick(analysis.onset_probs, self.config.peaks or self.model.config.peaks)
         else:
             peaks = self.peaks_from_onsets(user_onsets, n_frames)
         return analysis, peaks, self.one_shots(analysis.kit_embedding)

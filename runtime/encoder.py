@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from idm.runtime.bundle import Bundle
 from idm.runtime.frontend import FrontendParams, StreamingLogMel
+from idm.runtime.providers import make_session
 
 from idm.errors import AudioInputError
 
@@ -28,17 +28,6 @@ class EncoderFrames:
     @property
     def n_frames(self) -> int:
         return int(self.onset_prob.shape[-1])
-
-
-def make_session(path: str, threads: int = 1, providers: list[str] | None = None) -> Any:
-    """An onnxruntime session with ``threads`` intra-op threads (CPU provider by default)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, so, providers=providers or ["CPUExecutionProvider"])
 
 
 class StreamingEncoder:

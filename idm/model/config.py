@@ -7,6 +7,7 @@ from typing import Any
 
 from idm.classes import CLASSES
 from idm.errors import ConfigError
+from idm.peaks import PeakPicking
 
 __all__ = ["EncoderConfig", "FrontendConfig", "IDMConfig", "SynthConfig"]
 
@@ -68,6 +69,8 @@ class IDMConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     name: str = "idm"
+    #: how onsets are picked from this model's probabilities (offline and in the runtime)
+    peaks: PeakPicking = field(default_factory=PeakPicking)
 
     @property
     def n_classes(self) -> int:
@@ -89,6 +92,9 @@ class IDMConfig:
         self.encoder.depths = tuple(self.encoder.depths)
         if len(self.encoder.dims) != len(self.encoder.depths):
             raise ConfigError("encoder.dims and encoder.depths must have the same length")
+        bad = [c for c in self.peaks.class_delta if c not in CLASSES]
+        if bad:
+            raise ConfigError(f"peaks.class_delta: unknown class names {', '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML-safe) of the whole configuration."""
@@ -102,7 +108,12 @@ class IDMConfig:
     def from_dict(cls, d: dict[str, Any]) -> IDMConfig:
         """Inverse of :meth:`to_dict`; an unknown key raises :class:`ConfigError` naming it."""
         d = dict(d)
-        subs = {"frontend": FrontendConfig, "encoder": EncoderConfig, "synth": SynthConfig}
+        subs: dict[str, Any] = {
+            "frontend": FrontendConfig,
+            "encoder": EncoderConfig,
+            "synth": SynthConfig,
+            "peaks": PeakPicking,
+        }
         kwargs: dict[str, Any] = {}
         top = {f.name for f in fields(cls)}
         for key, value in d.items():

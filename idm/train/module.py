@@ -44,6 +44,7 @@ def seed_for(*keys: int) -> int:
 def onset_counts(peaks: np.ndarray, targets: np.ndarray, frame_rate: float, window: float = ONSET_WINDOW) -> np.ndarray:
     """Per class ``[matched, n_estimated, n_reference]`` of picked onsets vs target onsets ``[K, F]`` (mir_eval)."""
     from mir_eval.util import match_events
+
     out = np.zeros((peaks.shape[0], 3), dtype=np.int64)
     for k in range(peaks.shape[0]):
         est = np.flatnonzero(peaks[k]) / frame_rate

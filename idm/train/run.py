@@ -28,8 +28,17 @@ __all__ = ["RUN_FILES", "RunOptions", "RunResult", "train"]
 RUN_FILES = ("config.yaml", "last.ckpt", "model.ckpt", "run.json", "logs", "audio")
 #: Training keys that may change when a run is resumed (they do not change what is learnt from which data).
 RESUMABLE_KEYS = frozenset(
-    {"steps", "val_every", "val_examples", "ckpt_every", "log_every", "workers", "audio_examples", "precision",
-     "compile_synth"}
+    {
+        "steps",
+        "val_every",
+        "val_examples",
+        "ckpt_every",
+        "log_every",
+        "workers",
+        "audio_examples",
+        "precision",
+        "compile_synth",
+    }
 )
 
 

@@ -1,0 +1,127 @@
+"""The ``idm eval`` command: parses options and calls :func:`idm.eval.runner.run_eval`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from idm.errors import IDMError
+
+__all__ = ["eval_command"]
+
+
+class SetChoice(str, Enum):
+    seen = "seen"
+    unseen = "unseen"
+    both = "both"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Pace(str, Enum):
+    live = "live"
+    fast = "fast"
+
+
+def _systems(specs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for s in specs:
+        name, sep, spec = s.partition("=")
+        if not sep or not name or not spec:
+            raise IDMError(f"--system {s!r}: expected NAME=SPEC, e.g. official=path/to/model.ckpt or floor=mixture")
+        out.append((name, spec))
+    return out
+
+
+def _kits(text: str | None) -> list[str] | None:
+    return [k.strip() for k in text.split(",") if k.strip()] if text else None
+
+
+def eval_command(
+    gmd: Annotated[Path, typer.Option(help="Groove MIDI Dataset root (the folder with info.csv).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.md and summary.png.")],
+    system: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=SPEC, repeatable. SPEC: a checkpoint (project, or official with model.yaml beside it), "
+            "stream:PATH (a bundle folder, or a checkpoint exported on the fly) run through the stream processor, "
+            "oracle (Wiener masks from the true stems, true onsets) or mixture (every stem = the mix).",
+        ),
+    ],
+    set_: Annotated[SetChoice, typer.Option("--set", help="seen: training kits; unseen: held-out kit; both.")] = (
+        SetChoice.both
+    ),
+    max_clips: Annotated[
+        int | None, typer.Option(help="Clips per set, spread evenly over the split (default: all).")
+    ] = None,
+    kits_root: Annotated[
+        Path | None, typer.Option(help="Root of the registered kits (default /usr/share) or a data pack.")
+    ] = None,
+    seen_kits: Annotated[
+        str | None, typer.Option(help="Comma-separated kit names or paths for 'seen' (default: the training kits).")
+    ] = None,
+    unseen_kits: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated kit names or paths for 'unseen' (default: ColomboAcousticDrumkit)."),
+    ] = None,
+    per_file: Annotated[int, typer.Option(help="Clips per GMD performance.")] = 1,
+    clip_seconds: Annotated[float, typer.Option(help="Clip length in seconds.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of the clip offsets and renders.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and onnxruntime.")] = 1,
+    device: Annotated[Device, typer.Option(help="Device of checkpoints (torch) and streams (onnxruntime).")] = (
+        Device.cpu
+    ),
+    alpha: Annotated[float, typer.Option(help="Exponent of the alpha-Wiener masks (all systems).")] = 1.0,
+    pace: Annotated[
+        Pace,
+        typer.Option(
+            help="Streams: live = real-time rate while a one-shot bank is re-synthesized (banks land as they would "
+            "for a live user of this machine); fast = never wait (banks land later)."
+        ),
+    ] = Pace.live,
+    force: Annotated[bool, typer.Option(help="Replace existing results in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Score systems on rendered GMD validation clips: SDR, SI-SDR, LSD per stem and onset F per class and group."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from idm.eval.runner import EvalConfig, run_eval
+
+    try:
+        if threads < 1:
+            raise IDMError(f"--threads must be at least 1, got {threads}")
+        sets = ("seen", "unseen") if set_ == SetChoice.both else (set_.value,)
+        cfg = EvalConfig(gmd_root=gmd, out=out, systems=_systems(system), sets=sets, kits_root=kits_root,
+                         seen_kits=_kits(seen_kits), unseen_kits=_kits(unseen_kits), max_clips=max_clips,
+                         per_file=per_file, clip_seconds=clip_seconds, seed=seed, threads=threads,
+                         device=device.value, alpha=alpha, pace=pace.value, force=force,
+                         command=shlex.join(["idm", *sys.argv[1:]]))  # fmt: skip
+        import torch
+
+        torch.set_num_threads(threads)
+        if device == Device.cuda and not torch.cuda.is_available():
+            raise IDMError("--device cuda: no CUDA device is available to torch")
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      disable=quiet) as progress:  # fmt: skip
+            results = run_eval(cfg, progress)
+    except IDMError as e:
+        if debug:
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    for s in results["summary"]:
+        m = s["macro"]
+        f50 = "n/a" if m["f50_groups"] is None else f"{m['f50_groups']:.3f}"
+        sdr = "n/a" if m["masked_sdr_groups"] is None else f"{m['masked_sdr_groups']:.2f} dB"
+        typer.echo(f"{s['system']:>12} {s['set']:>6}: F50 (groups) {f50}, masked SDR (groups) {sdr}, "
+                   f"{s['seconds_per_clip']:.2f} s/clip")  # fmt: skip
+    typer.echo(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'summary.png'}")

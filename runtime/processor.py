@@ -1,0 +1,360 @@
+"""The stream processor: audio blocks of any size in, MIDI drum events and stems out, at one constant latency."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from idm.runtime.bank import BankRefresher, BankSynth
+from idm.runtime.bundle import Bundle, load_bundle
+from idm.runtime.encoder import StreamingEncoder
+from idm.runtime.peaks import PickerParams, StreamingPeakPicker
+from idm.runtime.providers import PROVIDERS, make_session, resolve_providers
+from idm.runtime.voices import VoiceEngine
+from idm.runtime.wiener import StreamingWiener
+
+from idm.errors import AudioInputError, ConfigError
+from idm.midi import to_midi_velocity
+
+__all__ = ["NoteEvent", "ProcessedBlock", "ProcessorConfig", "StreamProcessor"]
+
+STEM_MODES = ("none", "synth", "masked")
+
+
+@dataclass
+class ProcessorConfig:
+    """Options of a :class:`StreamProcessor`.
+
+    ``freeze`` keeps the kit embedding and gains fixed at ``kit_embedding`` / ``gains`` (default: uniform kit,
+    unit gains) instead of following the running clip statistics; with ``refresh_bank`` the one-shot bank is
+    re-synthesized in the background whenever the running kit embedding moves by more than ``kit_tolerance``
+    (L1). ``delta``/``threshold`` override the manifest's peak picking, per class with a mapping.
+    """
+
+    provider: str = "auto"
+    threads: int = 1
+    stems: str = "synth"
+    alpha: float = 1.0
+    freeze: bool = False
+    kit_embedding: np.ndarray | None = None
+    gains: np.ndarray | None = None
+    delta: float | dict[str, float] | None = None
+    threshold: float | dict[str, float] | None = None
+    wait_ms: float | None = None
+    max_block: int = 16384
+    refresh_bank: bool = True
+    kit_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.stems not in STEM_MODES:
+            raise ConfigError(f"stems must be one of {', '.join(STEM_MODES)}, got {self.stems!r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha must be positive, got {self.alpha}")
+        if self.threads < 1 or self.max_block < 1:
+            raise ConfigError("threads and max_block must be at least 1")
+        if self.wait_ms is not None and self.wait_ms < 0:
+            raise ConfigError(f"wait_ms must be >= 0, got {self.wait_ms}")
+
+
+@dataclass(frozen=True)
+class NoteEvent:
+    """A detected hit: project class index, GM note, MIDI velocity and its due sample on the output timeline."""
+
+    cls: int
+    note: int
+    velocity: int
+    sample: int
+
+
+@dataclass
+class ProcessedBlock:
+    """Output of one call: ``n`` samples from output sample ``start``; ``stems`` is a view valid until the next call."""
+
+    start: int
+    events: list[NoteEvent]
+    stems: np.ndarray | None
+
+
+class _DelayLine:
+    """Mono samples in, the same samples ``delay`` later out (a preallocated ring)."""
+
+    def __init__(self, delay: int, max_block: int) -> None:
+        size = 1
+        while size < delay + max_block + 1:
+            size *= 2
+        self.size, self.delay = size, delay
+        self._ring = np.zeros(size, dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._ring[...] = 0.0
+        self._w = 0
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        idx = (self._w + np.arange(n)) % self.size
+        self._ring[idx] = x
+        out = self._ring[(self._w - self.delay + np.arange(n)) % self.size]
+        self._w += n
+        return out
+
+
+class StreamProcessor:
+    """Bundle -> streaming transcription and separation; see ``docs/runtime.md`` for the timeline.
+
+    ``process(block)`` returns exactly ``len(block)`` output samples; output sample ``t`` is the input at
+    ``t - latency``. :meth:`flush` ends the clip and returns the last ``latency`` samples, so the whole
+    output is ``n_input + latency`` long and ``output[latency:]`` lines up with the input sample for sample.
+    Events are due at ``onset sample + latency`` on the same timeline (never at the end of a block).
+
+    Parameters
+    ----------
+    bundle
+        A bundle folder (hashes verified) or a loaded :class:`Bundle`.
+    config
+        Options; defaults give synthesized stems, CUDA if usable else CPU, one thread.
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, config: ProcessorConfig | None = None) -> None:
+        self.config = cfg = config or ProcessorConfig()
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        m = self.bundle.manifest
+        providers = resolve_providers(cfg.provider)
+        self.encoder = StreamingEncoder(self.bundle, cfg.threads, providers)
+        self.provider = self.encoder.session.get_providers()[0]
+        if cfg.provider == "cuda" and self.provider != PROVIDERS["cuda"]:
+            raise ConfigError("provider cuda: onnxruntime could not use the GPU (no CUDA device visible?)")
+        self.class_names = tuple(self.bundle.class_names)
+        self.notes = np.asarray(self.bundle.gm_notes, dtype=np.int64)
+        k = len(self.class_names)
+        self.sample_rate = int(m["audio"]["sample_rate"])
+        self.hop = int(m["frontend"]["hop"])
+        self.n_fft = int(m["frontend"]["n_fft"])
+        wait = None if cfg.wait_ms is None else round(cfg.wait_ms / 1000 * self.sample_rate / self.hop)
+        self.picker_params = PickerParams.from_manifest(
+            m["peak_picking"], list(self.class_names), cfg.delta, cfg.threshold, wait
+        )
+        self.picker = StreamingPeakPicker(self.picker_params, k)
+        #: samples from a hit to its event and synthesized stem
+        self.detect_latency = (self.encoder.lookahead + self.picker_params.delay) * self.hop + self.n_fft // 2
+        self.latency = self.detect_latency + (self.n_fft if cfg.stems == "masked" else 0)
+
+        n_kits = int(m["graphs"]["synth"]["inputs"][0]["shape"][-1])
+        kit = np.full(n_kits, 1.0 / n_kits, np.float32) if cfg.kit_embedding is None else cfg.kit_embedding
+        self._kit0 = np.asarray(kit, dtype=np.float32).reshape(n_kits)
+        gains = np.ones(k, np.float32) if cfg.gains is None else cfg.gains
+        self._gains0 = np.asarray(gains, dtype=np.float32).reshape(k)
+        self.bank_synth = BankSynth(
+            make_session(str(self.bundle.synth_path), cfg.threads, providers), self.bundle.noise()
+        )
+        self._bank0 = self._bank = self.bank_synth(self._kit0)
+        self._bank_version = 0
+        self.bank_updates = 0
+        self._refresher = (
+            BankRefresher(self.bank_synth, self._kit0, self._bank) if cfg.refresh_bank and not cfg.freeze else None
+        )
+
+        self._max_block = cfg.max_block
+        self.voices = VoiceEngine(k, self.bank_synth.length, cfg.max_block) if cfg.stems != "none" else None
+        self.wiener = StreamingWiener(k, self.n_fft, self.hop, cfg.alpha) if cfg.stems == "masked" else None
+        self._mix_delay = _DelayLine(self.detect_latency, cfg.max_block) if cfg.stems == "masked" else None
+        frames = max(1, self.picker_params.delay) + cfg.max_block // self.hop + 2 * self.encoder.lookahead + 64
+        self._vel_size = 1 << int(np.ceil(np.log2(frames + self.encoder.extra_frames)))
+        self._vel = np.zeros((k, self._vel_size), dtype=np.float32)
+        self._stems_out = np.zeros((k, cfg.max_block), dtype=np.float32)
+        self.reset()
+
+    # ---- state ----------------------------------------------------------------------------------------
+
+    def reset(self, initial_bank: bool = False) -> None:
+        """Start a new stream; the current one-shot bank is kept unless ``initial_bank`` (the one from start-up)."""
+        if initial_bank:
+            self._bank = self._bank0
+            if self._refresher is not None:  # a bank already synthesized for the old stream is not swapped in
+                self._bank_version = self._refresher.latest()[0]
+        self.encoder.reset()
+        self.picker.reset()
+        if self.voices is not None:
+            self.voices.reset()
+        if self.wiener is not None and self._mix_delay is not None:
+            self.wiener.reset()
+            self._mix_delay.reset()
+        self.kit_embedding = self._kit0.copy()
+        self.gains = self._gains0.copy()
+        self._requested = self._kit0.copy()
+        self._pending: deque[NoteEvent] = deque()
+        self.samples_in = 0
+        self.samples_out = 0
+        self.events_out = 0
+        self._flushed = False
+
+    @property
+    def refresh_pending(self) -> bool:
+        """Whether a re-synthesized bank has been asked for and has not been swapped in yet."""
+        r = self._refresher
+        if r is None:
+            return False
+        return r.busy or r.has_request or r.latest()[0] != self._bank_version
+
+    @property
+    def bank(self) -> np.ndarray:
+        """The one-shot bank in use ``[K, N]`` (project class order)."""
+        return self._bank
+
+    def close(self) -> None:
+        """Stop the background bank thread."""
+        if self._refresher is not None:
+            self._refresher.close()
+            self._refresher = None
+
+    def __enter__(self) -> StreamProcessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- processing -----------------------------------------------------------------------------------
+
+    def _update_kit(self) -> None:
+        if self.config.freeze:
+            return
+        self.kit_embedding = self.encoder.kit_embedding
+        self.gains = self.encoder.gains
+        r = self._refresher
+        if r is None:
+            return
+        version, _, bank = r.latest()
+        if version != self._bank_version:  # swap in the finished bank (one reference assignment)
+            self._bank, self._bank_version = bank, version
+            self.bank_updates += 1
+        if float(np.abs(self.kit_embedding - self._requested).sum()) > self.config.kit_tolerance:
+            self._requested = self.kit_embedding.copy()
+            r.request(self._requested)
+
+    def _hits(self, ks: np.ndarray, js: np.ndarray) -> None:
+        """Turn picked peaks into voices and pending events."""
+        if ks.size == 0:
+            return
+        vel = self._vel[ks, js % self._vel_size]
+        midi = to_midi_velocity(vel)
+        for i in np.argsort(js, kind="stable"):
+            k, j = int(ks[i]), int(js[i])
+            start = j * self.hop + self.detect_latency
+            if self.voices is not None:
+                shot = self._bank[k]
+                pos = self.voices.position
+                amp = np.float32(vel[i]) * self.gains[k]
+                if start >= pos:
+                    self.voices.trigger(k, start, shot, float(amp))
+                elif start + shot.shape[0] > pos:  # only a causal model's frame 0: start late, sample-exact tail
+                    self.voices.trigger(k, pos, shot[pos - start :], float(amp))
+            due = max(start + self.latency - self.detect_latency, self.samples_out)
+            self._pending.append(NoteEvent(k, int(self.notes[k]), int(midi[i]), due))
+
+    def _analyse(self, frames_first: int, probs: np.ndarray, vel: np.ndarray, flush: bool) -> None:
+        m = probs.shape[1]
+        if m:
+            idx = (frames_first + np.arange(m)) % self._vel_size
+            self._vel[:, idx] = vel
+        self._update_kit()
+        ks, js = self.picker.process(probs)
+        self._hits(ks, js)
+        if flush:
+            ks, js = self.picker.flush()
+            self._hits(ks, js)
+
+    def _due(self, end: int | None) -> list[NoteEvent]:
+        out: list[NoteEvent] = []
+        while self._pending and (end is None or self._pending[0].sample < end):
+            out.append(self._pending.popleft())
+        self.events_out += len(out)
+        return out
+
+    def _render_masked(self, x: np.ndarray, synth: np.ndarray) -> np.ndarray:
+        """Masked stems for output samples whose synthesized stems are ``synth`` and delayed mix is known."""
+        assert self.wiener is not None and self._mix_delay is not None
+        n = synth.shape[1]
+        mix = self._mix_delay.process(x)
+        out = self._stems_out[:, :n]
+        out[...] = 0.0
+        p0 = self.samples_out
+        skip = max(0, min(n, self.detect_latency - p0))  # before the clip starts on the Wiener's timeline
+        if skip < n:
+            out[:, skip:] = self.wiener.process(mix[skip:], synth[:, skip:])
+        return out
+
+    def _process_chunk(self, x: np.ndarray) -> tuple[list[NoteEvent], np.ndarray | None]:
+        n = x.shape[0]
+        f = self.encoder.process_audio(x)
+        self._analyse(f.first_frame, f.onset_prob, f.velocity, flush=False)
+        self.samples_in += n
+        stems = None if self.voices is None else self.voices.read(n)
+        if stems is not None and self.wiener is not None:
+            stems = self._render_masked(x, stems)
+        events = self._due(self.samples_out + n)
+        self.samples_out += n
+        return events, stems
+
+    def process(self, block: np.ndarray) -> ProcessedBlock:
+        """Feed mono float32 samples at :attr:`sample_rate` (any length); returns as many output samples."""
+        if self._flushed:
+            raise RuntimeError("process() after flush(): call reset() to start a new stream")
+        x = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise AudioInputError(f"non-finite sample at input sample {self.samples_in + bad}")
+        start = self.samples_out
+        if x.shape[0] <= self._max_block:
+            events, stems = self._process_chunk(x)
+            return ProcessedBlock(start, events, stems)
+        all_events: list[NoteEvent] = []
+        parts: list[np.ndarray] = []
+        for a in range(0, x.shape[0], self._max_block):
+            ev, st = self._process_chunk(x[a : a + self._max_block])
+            all_events += ev
+            if st is not None:
+                parts.append(st.copy())
+        return ProcessedBlock(start, all_events, np.concatenate(parts, axis=1) if parts else None)
+
+    def flush(self) -> ProcessedBlock:
+        """End of input: the remaining ``latency`` output samples and every remaining event.
+
+        Events of frames past the end of the input (the model's extra frames) are included, even when due
+        after the last output sample.
+        """
+        if self._flushed:
+            raise RuntimeError("flush() called twice: call reset() to start a new stream")
+        if self.samples_in == 0:
+            raise AudioInputError("no audio was processed")
+        f = self.encoder.flush()
+        self._analyse(f.first_frame, f.onset_prob, f.velocity, flush=True)
+        self._flushed = True
+        start = self.samples_out
+        n_total = self.samples_in + self.latency
+        parts: list[np.ndarray] = []
+        if self.voices is not None:
+            if self.wiener is None or self._mix_delay is None:
+                while self.samples_out < n_total:
+                    m = min(self._max_block, n_total - self.samples_out)
+                    parts.append(self.voices.read(m).copy())
+                    self.samples_out += m
+            else:
+                end_synth = self.samples_in + self.detect_latency  # synthesized stems exist up to the input's end
+                while self.samples_out < end_synth:
+                    m = min(self._max_block, end_synth - self.samples_out)
+                    synth = self.voices.read(m)
+                    parts.append(self._render_masked(np.zeros(m, np.float32), synth).copy())
+                    self.samples_out += m
+                if self.samples_in > self.wiener.half:
+                    tail = self.wiener.flush()
+                else:
+                    tail = np.zeros((len(self.class_names), self.wiener.delay), np.float32)
+                parts.append(tail[:, : n_total - self.samples_out])
+                self.samples_out = n_total
+        else:
+            self.samples_out = n_total
+        events = self._due(None)
+        stems = np.concatenate(parts, axis=1) if parts else None
+        return ProcessedBlock(start, events, stems)

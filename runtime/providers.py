@@ -1,0 +1,50 @@
+"""onnxruntime execution providers: ``auto`` (CUDA when a GPU is usable, else CPU), ``cpu`` or ``cuda``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idm.errors import ConfigError
+
+__all__ = ["PROVIDERS", "make_session", "resolve_providers"]
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def resolve_providers(choice: str) -> list[str]:
+    """Provider list for onnxruntime; ``cuda`` without a CUDA-enabled onnxruntime is an error."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return [PROVIDERS["cpu"]]
+    if choice == "cuda":
+        if PROVIDERS["cuda"] not in available:
+            raise ConfigError(
+                "provider cuda: this onnxruntime has no CUDA support (install onnxruntime-gpu, e.g. "
+                "pip install 'inverse-drum-machine[gpu]')"
+            )
+        return [PROVIDERS["cuda"], PROVIDERS["cpu"]]
+    if choice == "auto":
+        return [PROVIDERS["cuda"], PROVIDERS["cpu"]] if PROVIDERS["cuda"] in available else [PROVIDERS["cpu"]]
+    raise ConfigError(f"unknown provider {choice!r} (use auto, cpu or cuda)")
+
+
+def make_session(path: str, threads: int = 1, providers: list[str] | None = None, strict: bool = False) -> Any:
+    """An onnxruntime session with ``threads`` intra-op threads.
+
+    With ``strict``, a session that silently fell back from the first provider (e.g. CUDA listed but no GPU)
+    raises :class:`ConfigError`.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    want = providers or [PROVIDERS["cpu"]]
+    sess = ort.InferenceSession(path, so, providers=want)
+    if strict and sess.get_providers()[0] != want[0]:
+        raise ConfigError(f"provider {want[0]} is not usable here (no GPU visible to onnxruntime?)")
+    return sess
