@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ RESUMABLE_KEYS = frozenset(
         "precision",
         "compile_synth",
     }
+)
+
+#: Warnings that do not apply here: the data order is resumed by the step-indexed sampler, not by Lightning;
+#: DDP's stride notice concerns size-1 axes of depthwise convolution weights.
+FALSE_ALARMS = (
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+    r"Grad strides do not match bucket view strides",
 )
 
 
@@ -180,7 +188,7 @@ def save_model(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finis
     if not trainer.is_global_zero:
         return path
     meta = _metadata(module, trainer, opts, file_sha, finished)
-    model = InverseDrumMachine(module.config.model)
+    model = InverseDrumMachine(replace(module.config.model, peaks=module.picker()))  # the model's own picker
     model.load_state_dict({k: v.detach().float().cpu() for k, v in module.model.state_dict().items()})
     tmp = path.with_name(".model.ckpt.tmp")
     save_checkpoint(model, tmp, peak_picking=module.picking(), training=meta)
@@ -276,10 +284,13 @@ def train(opts: RunOptions) -> RunResult:
         benchmark=on_gpu,
     )
     ckpt = opts.out / "last.ckpt" if opts.resume else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-    finished = trainer.global_step >= tc.steps
-    if finished and data.val is not None and trainer.global_step % tc.val_every != 0:
-        trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
+    with warnings.catch_warnings():
+        for message in FALSE_ALARMS:
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        finished = trainer.global_step >= tc.steps
+        if finished and data.val is not None and trainer.global_step % tc.val_every != 0:
+            trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
     save_last(trainer, opts.out)
     path = save_model(module, trainer, opts, file_sha, finished)
     return RunResult(
