@@ -291,6 +291,8 @@ def test_run_folder_is_protected(tiny_data: dict[str, object], tmp_path: Path) -
     assert (out / "model.ckpt").read_bytes() == b"mine"
     res = _train(tiny_data, tmp_path / "fresh", "--resume")
     assert res.exit_code == 1 and "nothing to resume" in res.output
+    res = _cli("train", TINY, "--data", tmp_path / "nowhere", "--out", tmp_path / "new")
+    assert res.exit_code == 1 and "--data" in res.output and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize(

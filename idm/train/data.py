@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from idm.errors import IDMError
+from idm.errors import DataError
 from idm.train.config import data_config
 from idm.train.sampling import EpochStream, ShardSampler, StepSampler
 
@@ -56,7 +56,7 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise IDMError(f"{data_dir}: --data must be a Groove MIDI Dataset root or a data pack folder")
+        raise DataError(f"{data_dir}: --data must be a Groove MIDI Dataset root or a data pack folder")
     raw = dict(cfg.data)
     raw.setdefault("seed", cfg.training.seed)
     kits_root: str | Path | None

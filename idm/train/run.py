@@ -108,8 +108,8 @@ def _resolve_config(opts: RunOptions) -> tuple[Any, str]:
     return cfg, file_sha
 
 
-def _prepare_run_dir(opts: RunOptions, cfg: Any) -> None:
-    """Check the run folder against --resume/--force; write config.yaml on a fresh start."""
+def _check_run_dir(opts: RunOptions, cfg: Any) -> list[str]:
+    """Check the run folder against --resume/--force (writes nothing); returns the run files a --force removes."""
     out = opts.out
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
@@ -119,18 +119,23 @@ def _prepare_run_dir(opts: RunOptions, cfg: Any) -> None:
         saved_path = out / "config.yaml"
         if saved_path.is_file():
             _check_resumable(yaml.safe_load(saved_path.read_text()), cfg.to_dict(), saved_path)
-        return
+        return []
     existing = [p for p in RUN_FILES if (out / p).exists()] if out.is_dir() else []
     if existing and not opts.force:
         raise OutputError(
             f"{out}: already holds a training run ({', '.join(existing)}); use --resume to continue it "
             "or --force to start over"
         )
+    return existing
+
+
+def _init_run_dir(opts: RunOptions, cfg: Any, existing: list[str]) -> None:
+    """A fresh start: remove the old run's files (--force), write config.yaml."""
     for name in existing:
-        p = out / name
+        p = opts.out / name
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
@@ -246,10 +251,20 @@ def train(opts: RunOptions) -> RunResult:
         raise IDMError(f"--max-minutes must be positive, got {opts.max_minutes}")
     if opts.accelerator not in ("auto", "cpu", "gpu", "cuda"):
         raise IDMError(f"--accelerator must be auto, cpu or gpu, got {opts.accelerator!r}")
+    if opts.accelerator in ("gpu", "cuda") and torch.cuda.device_count() < opts.devices:
+        raise IDMError(
+            f"--accelerator gpu --devices {opts.devices}: torch sees {torch.cuda.device_count()} CUDA device(s)"
+        )
     cfg, file_sha = _resolve_config(opts)
-    if not _is_child():
-        _prepare_run_dir(opts, cfg)
-    data = build_datasets(cfg, opts.data)
+    if 0 < cfg.training.val_examples < opts.devices:
+        raise ConfigError(
+            f"training.val_examples is {cfg.training.val_examples}: every one of the {opts.devices} devices "
+            "needs at least one validation clip"
+        )
+    existing = _check_run_dir(opts, cfg) if not _is_child() else []
+    data = build_datasets(cfg, opts.data)  # before the run folder is touched: bad data leaves nothing behind
+    if not _is_child() and not opts.resume:
+        _init_run_dir(opts, cfg, existing)
     tc = cfg.training
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
