@@ -42,6 +42,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_separate.py
+	$(BIN)/python benchmarks/bench_live.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

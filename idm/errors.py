@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["AudioInputError", "BundleError", "CheckpointError", "ConfigError", "DataError", "IDMError", "OutputError"]
+__all__ = [
+    "AudioInputError",
+    "BundleError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DeviceError",
+    "IDMError",
+    "OutputError",
+]
 
 
 class IDMError(Exception):
@@ -31,3 +40,7 @@ class OutputError(IDMError):
 
 class DataError(IDMError):
     """Training data (Groove MIDI Dataset, drum kits, data packs) is missing or malformed."""
+
+
+class DeviceError(IDMError):
+    """An audio device or MIDI port cannot be found or opened (live I/O)."""

@@ -7,7 +7,6 @@ files. One one-shot bank is synthesized per input (its kit embedding), from seed
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import torch
 from idm.audio import check_audio, read_audio, resample
 from idm.classes import CLASSES, GM_TO_CLASS, GROUP_OF, GROUPS, class_permutation
 from idm.errors import AudioInputError, OutputError
+from idm.files import replace_dir
 from idm.midi import Onset, read_onsets, to_midi_velocity, write_midi
 from idm.model import InverseDrumMachine
 from idm.model.wiener import wiener_separate
@@ -282,7 +282,7 @@ class Separator:
             analysis, peaks, shots = self._prepare(clip.samples, user)
             self._write_stems(clip.samples, clip.source_rate, clip.n_source_samples, analysis, peaks, shots, tmp)
             write_midi(self._onsets(analysis, peaks), tmp / f"{path.stem}.mid")
-            _replace_dir(tmp, target)
+            replace_dir(tmp, target)
         except OSError as e:
             raise OutputError(f"{target}: cannot write outputs ({e.strerror or e})") from None
         finally:
@@ -333,24 +333,3 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     if x.shape[-1] >= n:
         return x[..., :n]
     return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move a finished folder into place; an existing target is removed only after the move succeeds."""
-    mask = _umask()
-    new.chmod(0o777 & ~mask)
-    for f in new.iterdir():
-        f.chmod(0o666 & ~mask)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,1 +1,13 @@
-"""Torch-free streaming runtime: runs exported IDM bundles with onnxruntime and numpy."""
+"""Torch-free streaming runtime: runs exported IDM bundles with onnxruntime and numpy.
+
+Model side: :mod:`idm.runtime.bundle` (load and verify a bundle) and :mod:`idm.runtime.processor`
+(``StreamProcessor``: audio blocks in, MIDI events and stems out at one constant latency), built from
+``frontend``, ``encoder``, ``peaks``, ``bank``, ``voices``, ``wiener`` and ``providers``.
+
+Live I/O, the ``idm-live`` command (:mod:`idm.runtime.cli`): :mod:`idm.runtime.builder` turns options into a
+:class:`idm.runtime.live.LiveSession` (source -> worker thread -> processor -> sinks). Parts: ``sources``
+(file, demo loop, device input), ``ring`` (lock-free buffers for the audio callbacks), ``audio_io``
+(PortAudio through sounddevice, imported lazily), ``midi_out`` (python-rtmidi, lazily), ``scheduler``
+(notes at their sample's time), ``stems_writer`` and ``outputs`` (files), ``monitor``, ``status``,
+``prepass`` (a file's clip-level kit) and ``defaults`` (where the default bundle is).
+"""

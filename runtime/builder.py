@@ -1,0 +1,324 @@
+"""Turns idm-live options into a ready session: bundle, processor, source, devices, MIDI port, clock, sinks."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idm.runtime.live import LiveSession
+from idm.runtime.outputs import MidiRecorder, OutputFolder
+from idm.runtime.scheduler import Clock, MidiScheduler, MonotonicClock
+from idm.runtime.sources import DemoSource, FileSource, RingSource, resampler_lag
+
+from idm.errors import DeviceError, IDMError
+
+__all__ = ["LiveOptions", "build_session"]
+
+#: Scheduling safety on top of one block and the device's input latency (worker wake-up and compute).
+SAFETY_SECONDS = 0.002
+
+
+@dataclass
+class LiveOptions:
+    """Everything ``idm-live`` can be told (see its ``--help``)."""
+
+    input: str = "mic"  #: "mic", "demo" or a file path
+    bundle: Path | None = None
+    device: str | None = None
+    output_device: str | None = None
+    channel: int | None = None  #: 1-based input channel (default: mix of all)
+    block_size: int = 256
+    provider: str = "auto"
+    threads: int = 1
+    midi: bool = True
+    midi_port: str | None = None
+    midi_api: str = "auto"
+    midi_file: Path | None = None
+    stems_out: Path | None = None
+    stems: int = 9
+    mode: str = "synth"
+    monitor: str | None = None
+    delta: float | None = None
+    wait_ms: float | None = None
+    freeze_kit: bool = False
+    kit: str = "auto"  #: "clip" (file pre-pass), "running", or "auto" (clip for files)
+    realtime: bool = False
+    seconds: float | None = None
+    force: bool = False
+    file_block: int = 4096
+
+    @property
+    def kind(self) -> str:
+        return self.input if self.input in ("mic", "demo") else "file"
+
+
+def _check(o: LiveOptions) -> None:
+    if o.block_size < 16 or o.block_size > 16384:
+        raise IDMError(f"--block-size must be 16..16384 frames, got {o.block_size}")
+    if o.stems not in (5, 9):
+        raise IDMError(f"--stems must be 9 or 5, got {o.stems}")
+    if o.mode not in ("synth", "masked", "none"):
+        raise IDMError(f"--mode must be synth, masked or none, got {o.mode!r}")
+    if o.provider not in ("auto", "cpu", "cuda"):
+        raise IDMError(f"--provider must be auto, cpu or cuda, got {o.provider!r}")
+    if o.threads < 1:
+        raise IDMError(f"--threads must be at least 1, got {o.threads}")
+    if o.kit not in ("auto", "clip", "running"):
+        raise IDMError(f"--kit must be auto, clip or running, got {o.kit!r}")
+    if o.kit == "clip" and o.kind != "file":
+        raise IDMError("--kit clip needs a file input (the whole clip is analysed first)")
+    if o.stems_out is not None and o.mode == "none":
+        raise IDMError("--stems-out needs stems: use --mode synth or masked")
+    if o.seconds is not None and not o.seconds > 0:
+        raise IDMError(f"--seconds must be positive, got {o.seconds}")
+    if o.channel is not None and o.channel < 1:
+        raise IDMError(f"--channel is 1-based, got {o.channel}")
+    if o.midi_file is not None and o.midi_file.exists() and not o.force:
+        raise IDMError(f"{o.midi_file}: file exists (use --force to replace it)")
+    if o.monitor is not None and o.kind == "file" and o.output_device is None:
+        raise IDMError("--monitor needs an output device for a file input (--output-device)")
+
+
+def _processor(bundle: Any, o: LiveOptions, kit: Any = None) -> Any:
+    from idm.runtime.processor import ProcessorConfig, StreamProcessor
+
+    cfg = ProcessorConfig(
+        provider=o.provider,
+        threads=o.threads,
+        stems=o.mode,
+        freeze=o.freeze_kit or kit is not None,
+        kit_embedding=None if kit is None else kit.kit_embedding,
+        gains=None if kit is None else kit.gains,
+        delta=o.delta,
+        wait_ms=o.wait_ms,
+    )
+    return StreamProcessor(bundle, cfg)
+
+
+def _stamp() -> str:
+    return time.strftime("live-%Y%m%d-%H%M%S")
+
+
+def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
+    """Validate options, open everything (devices, ports, files) and return a session ready to start.
+
+    ``log(text)`` receives one-line notes (what was opened, the latency). Raises :class:`IDMError`
+    subclasses with one-line messages; whatever was opened before the failure is closed again.
+    """
+    from idm.runtime.bundle import load_bundle
+    from idm.runtime.defaults import default_bundle
+
+    say = log or (lambda _text: None)
+    _check(o)
+    opened: list[Any] = []
+    try:
+        bundle = load_bundle(o.bundle if o.bundle is not None else default_bundle())
+        model_rate = int(bundle.manifest["audio"]["sample_rate"])
+
+        # ---- source, kit, output names ----
+        file_src: FileSource | None = None
+        kit = None
+        if o.kind == "file":
+            file_src = FileSource(o.input)
+            opened.append(file_src)
+            from idm.runtime.prepass import analyse_file
+
+            clip = analyse_file(bundle, file_src, threads=o.threads)
+            if o.kit in ("auto", "clip") and not o.freeze_kit:
+                kit = clip
+            name = file_src.path.stem
+        elif o.kind == "demo":
+            name = "demo_loop"
+        else:
+            name = _stamp()
+
+        # ---- audio stream ----
+        stream = None
+        want_output = o.output_device is not None or (o.kind == "demo" and not o.realtime)
+        if o.kind == "mic" or want_output:
+            try:
+                stream = _open_stream(o, model_rate, say)
+            except DeviceError as e:
+                if o.kind != "demo" or o.output_device is not None:
+                    raise
+                say(f"no audio output ({e}); the demo runs on the system clock, without sound")
+
+        # ---- processor ----
+        proc = _processor(bundle, o, kit)
+        opened.append(proc)
+        latency = int(proc.latency)
+
+        # ---- source object ----
+        source: Any
+        pacer = None
+        mono_clock = None
+        if o.kind == "mic":
+            assert stream is not None and stream.input_ring is not None
+            ch = None if o.channel is None else o.channel - 1
+            if ch is not None and ch >= stream.spec.input_channels:
+                raise IDMError(f"--channel {o.channel}: the input device has {stream.spec.input_channels} channel(s)")
+            source = RingSource(stream.input_ring, stream.spec.samplerate, ch, max_block=max(8192, 4 * o.block_size))
+        elif o.kind == "demo":
+            from idm.demo import render_demo_loop
+
+            source = DemoSource(render_demo_loop(8.0, model_rate), model_rate)
+        else:
+            assert file_src is not None
+            source = file_src
+        paced = o.kind != "file" or o.realtime or o.output_device is not None
+        if paced and stream is not None and not stream.has_input:
+            st, ratio = stream, source.sample_rate / stream.spec.samplerate
+
+            def pacer() -> int:
+                return int(st.frames * ratio)
+        elif paced and stream is None:
+            mono_clock = MonotonicClock(model_rate)
+            clock_for_pace = mono_clock
+            src_rate = source.sample_rate
+
+            def pacer() -> int:
+                t0 = clock_for_pace.t0
+                return 0 if t0 is None else int((time.monotonic() - t0) * src_rate)
+
+        # ---- scheduling margin ----
+        # Output sample s is only known once input sample s has arrived (a block later, plus the worker's
+        # poll and compute), so notes are due at the capture time of s plus a constant margin. An
+        # output-driven stream anchors its clock at the playback time, already a delay behind.
+        block_s = o.block_size / (stream.spec.samplerate if stream is not None else source.sample_rate)
+        in_lat = stream.latency[0] if stream is not None and stream.has_input else 0.0
+        lag = resampler_lag(source.sample_rate, model_rate, o.block_size, "LQ" if o.kind == "mic" else "VHQ")
+        need = block_s + in_lat + lag / model_rate + block_s / 4 + SAFETY_SECONDS
+        output_driven = stream is not None and not stream.has_input
+        margin = math.ceil(need * model_rate) if paced and not output_driven else 0
+        total = latency + margin
+
+        # ---- MIDI ----
+        scheduler = None
+        want_port = o.midi and (paced or o.midi_port is not None)
+        if want_port:
+            from idm.runtime.midi_out import MidiPort, choose_api
+
+            api = choose_api(o.midi_api)
+            port = MidiPort(api, o.midi_port).open()
+            opened.append(port)
+            clock: Clock | None = None
+            if paced:
+                clock = stream.clock if stream is not None else mono_clock
+            scheduler = MidiScheduler(port, clock, delay_samples=margin)
+            say(f"MIDI: {'virtual port' if o.midi_port is None else 'port'} {port.name!r} ({api})")
+
+        # ---- files ----
+        folder = None
+        writer = None
+        if o.stems_out is not None:
+            folder = OutputFolder(o.stems_out, name, o.force)
+            opened.append(folder)
+            from idm.runtime.stems_writer import StemsWriter
+
+            out_rate = source.sample_rate
+            quality = "VHQ" if o.kind == "file" else "HQ"
+            writer = StemsWriter(folder.path, o.stems, model_rate, out_rate, latency, quality=quality)
+            opened.append(writer)
+        recorder = MidiRecorder(model_rate, latency) if (o.midi_file is not None or folder is not None) else None
+
+        # ---- monitor ----
+        monitor = None
+        if stream is not None and stream.has_output:
+            from idm.runtime.monitor import Monitor, parse_monitor
+
+            spec = o.monitor or "input"
+            mix = parse_monitor(spec, stream.spec.output_channels)
+            if o.mode == "none" and mix[:, :9].any():
+                raise IDMError("--monitor of stems needs --mode synth or masked")
+            assert stream.output_ring is not None
+            monitor = Monitor(stream.output_ring, mix, model_rate, int(stream.spec.samplerate))
+            out_frames = stream.delay + round(stream.latency[1] * stream.spec.samplerate)
+            say(
+                f"monitor: the input plays {out_frames} frames ({out_frames / stream.spec.samplerate * 1000:.1f} ms) "
+                f"after it arrived ({stream.delay} buffered + the device's output latency), stems one latency later"
+            )
+        elif o.monitor is not None:
+            raise IDMError("--monitor needs an output device (--output-device)")
+
+        chunk = o.block_size if paced else o.file_block
+        say(
+            f"latency {total / model_rate * 1000:.1f} ms ({total} samples at {model_rate} Hz: model {latency}, "
+            f"scheduling {margin}); provider {getattr(proc, 'provider', '?')}"
+        )
+        return LiveSession(
+            proc,
+            source,
+            chunk=chunk,
+            pacer=pacer,
+            stream=stream,
+            scheduler=scheduler,
+            recorder=recorder,
+            midi_file=o.midi_file,
+            stems_writer=writer,
+            output_folder=folder,
+            monitor=monitor,
+            seconds=o.seconds,
+            input_quality="LQ" if o.kind == "mic" else "VHQ",
+            keep_partial=o.kind != "file",
+            monotonic_clock=mono_clock,
+            latency_samples=total,
+        )
+    except BaseException:
+        for obj in reversed(opened):
+            for meth in ("discard", "close"):
+                f = getattr(obj, meth, None)
+                if f is not None:
+                    with contextlib.suppress(Exception):  # best-effort clean-up on the error path
+                        f()
+                    break
+        raise
+
+
+def _open_stream(o: LiveOptions, model_rate: int, say: Any) -> Any:
+    """Resolve devices and build (not start) the audio stream; re-initialises PortAudio once if needed."""
+    from idm.runtime.audio_io import AudioStream, StreamSpec, find_device, reinitialize
+
+    def resolve() -> tuple[Any, Any]:
+        dev_in = find_device(o.device, "input") if o.kind == "mic" else None
+        dev_out = None
+        if o.output_device is not None or o.kind == "demo":
+            dev_out = find_device(o.output_device, "output")
+        return dev_in, dev_out
+
+    try:
+        dev_in, dev_out = resolve()
+    except IDMError:
+        reinitialize()  # a JACK server may have started after PortAudio was initialised
+        dev_in, dev_out = resolve()
+    main = dev_in or dev_out
+    rate = float(main.default_samplerate)
+    in_ch = min(2, dev_in.max_input_channels) if dev_in is not None else 1
+    if o.channel is not None and dev_in is not None:
+        in_ch = min(max(in_ch, o.channel), dev_in.max_input_channels)
+    out_ch = min(2, dev_out.max_output_channels) if dev_out is not None else 2
+    spec = StreamSpec(
+        input_device=None if dev_in is None else dev_in.index,
+        output_device=None if dev_out is None else dev_out.index,
+        input_channels=in_ch,
+        output_channels=out_ch,
+        samplerate=rate,
+        blocksize=o.block_size,
+    )
+    lag = resampler_lag(model_rate, int(rate), o.block_size, "LQ")
+    spec.output_delay_blocks = 2 + math.ceil(lag / o.block_size)
+    stream = AudioStream(spec, model_rate).open()
+    parts = []
+    if dev_in is not None:
+        parts.append(f"input {dev_in.name} [{dev_in.hostapi}]")
+    if dev_out is not None:
+        parts.append(f"output {dev_out.name} [{dev_out.hostapi}]")
+    lat_in, lat_out = stream.latency
+    say(
+        f"audio: {', '.join(parts)}, {rate:g} Hz, block {o.block_size}; device latency in {lat_in * 1000:.1f} ms, "
+        f"out {lat_out * 1000:.1f} ms"
+    )
+    return stream

@@ -1,0 +1,256 @@
+"""The ``idm-live`` command: real-time drum transcription (MIDI) and separation (stems) from a mic, file or demo."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from idm.errors import IDMError
+
+HELP = """Real-time drum transcription and separation with an exported IDM bundle (no PyTorch needed).
+
+\b
+Inputs (--input):
+  mic     an audio input device (--device; see --list-devices), processed as it plays
+  demo    the built-in demo loop, played in real time (on --output-device or the default output)
+  PATH    an audio file: written to --stems-out DIR as DIR/<name>/<stem>.wav + <name>.mid, the same
+          layout as `idm separate`, as fast as possible (or in real time with --realtime or --output-device)
+
+\b
+Outputs: MIDI notes (GM drums, channel 10) on a virtual port "IDM Drums" (or --midi-port NAME for an
+existing one, e.g. loopMIDI on Windows; --midi-api jack to use JACK); a MIDI file (--midi-file); stems
+(--stems-out); stems on the output channels (--monitor kick,snare@2,input@1).
+
+\b
+Latency: every note leaves a constant LATENCY after its hit entered the input (never "at the end of
+the block it was found in"): the model's look-ahead and peak-picking window, plus a scheduling margin
+(one block, the device's input latency, ~2 ms for processing). idm-live prints the number at start; in
+a DAW, compensate it with a negative delay on the MIDI track (e.g. -445 ms for the official model).
+Files written with --stems-out/--midi-file have the latency removed: they line up with the input
+sample for sample.
+
+\b
+Examples:
+  idm-live --list-devices
+  idm-live --input demo --bundle my.idm-bundle
+  idm-live --input mic --device "USB Audio" --midi-port loopMIDI --midi-file take1.mid
+  idm-live --input mic --device system --midi-api jack --stems-out rec/ --monitor all
+  idm-live --input song.wav --stems-out stems/ --stems 5
+
+Ctrl-C stops cleanly: the model is flushed and every file is completed (written under a temporary
+name and renamed at the end).
+"""
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+class Provider(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class StemMode(str, Enum):
+    synth = "synth"
+    masked = "masked"
+    none = "none"
+
+
+class Kit(str, Enum):
+    auto = "auto"
+    clip = "clip"
+    running = "running"
+
+
+class MidiApi(str, Enum):
+    auto = "auto"
+    jack = "jack"
+    alsa = "alsa"
+    coremidi = "coremidi"
+    winmm = "winmm"
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+def list_everything() -> None:
+    """Print audio devices (PortAudio, with host APIs) and MIDI output ports (per rtmidi API)."""
+    from idm.runtime.audio_io import list_devices, reinitialize
+    from idm.runtime.midi_out import API_NAMES, import_rtmidi, list_ports
+
+    try:
+        reinitialize()
+        devices = list_devices()
+        typer.echo("audio devices (index  name  [host API]  channels, rate):")
+        for d in devices:
+            typer.echo("  " + d.describe())
+        if not devices:
+            typer.echo("  none (is a JACK server running? PortAudio lists JACK only when it is)")
+    except IDMError as e:
+        typer.echo(f"audio devices: unavailable ({e})")
+    try:
+        rtmidi = import_rtmidi()
+        compiled = set(rtmidi.get_compiled_api())
+        typer.echo("MIDI ports idm-live can send to (--midi-port NAME; without it, a virtual port is made):")
+        for name, const in API_NAMES.items():
+            if getattr(rtmidi, const) not in compiled:
+                continue
+            ports = list_ports(name)
+            typer.echo(f"  [{name}] " + (", ".join(repr(p) for p in ports) if ports else "none (or unavailable)"))
+    except IDMError as e:
+        typer.echo(f"MIDI ports: unavailable ({e})")
+
+
+@app.command(help=HELP)
+def live(
+    input: Annotated[str, typer.Option("--input", "-i", help="mic, demo, or an audio file path.")] = "mic",
+    bundle: Annotated[
+        Path | None, typer.Option(help="Model bundle folder (idm-export); default $IDM_BUNDLE, then the shipped one.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Input device: index or name (see --list-devices).")] = None,
+    output_device: Annotated[
+        str | None, typer.Option(help="Output device for monitoring (and real-time pacing of files).")
+    ] = None,
+    channel: Annotated[int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).")] = None,
+    block_size: Annotated[int, typer.Option(help="Audio block in frames (smaller: less latency, more load).")] = 256,
+    provider: Annotated[Provider, typer.Option(help="onnxruntime provider.")] = Provider.auto,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
+    midi_port: Annotated[
+        str | None, typer.Option(help="Send to an existing MIDI port (name substring) instead of a virtual one.")
+    ] = None,
+    no_midi: Annotated[bool, typer.Option("--no-midi", help="No live MIDI output.")] = False,
+    midi_api: Annotated[MidiApi, typer.Option(help="MIDI system; auto: JACK if a server runs.")] = MidiApi.auto,
+    midi_file: Annotated[Path | None, typer.Option(help="Also record the notes to this MIDI file.")] = None,
+    stems_out: Annotated[Path | None, typer.Option(help="Write stems + MIDI to DIR/<name>/ (idm separate layout).")] = (
+        None
+    ),
+    stems: Annotated[int, typer.Option(help="9 classes, or 5 groups (kick/snare/toms/hihat/cymbals).")] = 9,
+    mode: Annotated[StemMode, typer.Option(help="Stems: synth (one-shots), masked (+1 FFT window), none.")] = (
+        StemMode.synth
+    ),
+    monitor: Annotated[
+        str | None,
+        typer.Option(help="Play on the output: stems/groups/all/input, optionally @channel, e.g. 'kick,snare@2'."),
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="Peak-picking threshold over the local mean.")] = None,
+    wait_ms: Annotated[float | None, typer.Option(help="Minimum time between two hits of one drum.")] = None,
+    freeze_kit: Annotated[bool, typer.Option(help="Keep the kit (one-shots, gains) at its start values.")] = False,
+    kit: Annotated[
+        Kit, typer.Option(help="Files: clip = the whole file's kit (equals idm separate); running = as live.")
+    ] = Kit.auto,
+    realtime: Annotated[bool, typer.Option(help="Play a file input in real time (MIDI out on schedule).")] = False,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of input.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status panel.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    if list_devices:
+        list_everything()
+        return
+    from idm.runtime.builder import LiveOptions, build_session
+
+    opts = LiveOptions(
+        input=input,
+        bundle=bundle,
+        device=device,
+        output_device=output_device,
+        channel=channel,
+        block_size=block_size,
+        provider=provider.value,
+        threads=threads,
+        midi=not no_midi,
+        midi_port=midi_port,
+        midi_api=midi_api.value,
+        midi_file=midi_file,
+        stems_out=stems_out,
+        stems=stems,
+        mode=mode.value,
+        monitor=monitor,
+        delta=delta,
+        wait_ms=wait_ms,
+        freeze_kit=freeze_kit,
+        kit=kit.value,
+        realtime=realtime,
+        seconds=seconds,
+        force=force,
+    )
+    try:
+        session = build_session(opts, log=lambda text: typer.echo(f"idm-live: {text}", err=True))
+    except IDMError as e:
+        if debug:
+            raise
+        _fail(str(e))
+        raise typer.Exit(1) from None
+    _run(session, quiet, debug)
+
+
+def _run(session: Any, quiet: bool, debug: bool) -> None:
+    """Start the session, show the panel until the input ends or a signal arrives, then close it."""
+    from idm.runtime.status import render_status, summary
+    from rich.console import Console
+    from rich.live import Live
+
+    stops = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stops["n"] += 1
+        session.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    console = Console(stderr=True)
+    try:
+        try:
+            session.start()
+        except IDMError as e:
+            session.close()
+            if debug:
+                raise
+            _fail(str(e))
+            raise typer.Exit(1) from None
+        if quiet or not console.is_terminal:
+            while not session.wait(0.1):
+                pass
+        else:
+            with Live(render_status(session), console=console, refresh_per_second=10, transient=False) as lv:
+                while not session.wait(0.1):
+                    lv.update(render_status(session))
+                lv.update(render_status(session))
+        if session.interrupted:
+            typer.echo("idm-live: stopping: flushing and saving", err=True)
+        written = session.close()
+    except IDMError as e:
+        if debug:
+            raise
+        _fail(str(e))
+        raise typer.Exit(1) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if session.error is not None:
+        if debug or not isinstance(session.error, IDMError):
+            raise session.error
+        _fail(str(session.error))
+        raise typer.Exit(1)
+    typer.echo(f"idm-live: {summary(session)}", err=True)
+    for p in written:
+        typer.echo(f"wrote {p}{'/' if p.is_dir() else ''}")
+
+
+def main() -> None:
+    """Entry point of the ``idm-live`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Whole-file pre-pass: validates a file input and measures its clip-level kit embedding and gains.
+
+Offline separation synthesizes one bank from the whole clip's kit embedding; a streamed file renders
+the same stems when the processor is frozen at these values (``idm-live --kit clip``, the default for
+files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from idm.runtime.bundle import Bundle
+from idm.runtime.encoder import StreamingEncoder
+from idm.runtime.sources import FileSource, Resampler
+
+from idm.audio import MIN_SECONDS
+from idm.errors import AudioInputError
+
+__all__ = ["ClipAnalysis", "analyse_file"]
+
+
+@dataclass
+class ClipAnalysis:
+    """What the pre-pass found."""
+
+    kit_embedding: np.ndarray  # [n_kits]
+    gains: np.ndarray  # [K], project order
+    n_samples: int  # at the file's rate
+
+
+def analyse_file(bundle: Bundle, source: FileSource, block: int = 1 << 16, threads: int = 1) -> ClipAnalysis:
+    """Stream ``source`` once through the encoder (bounded memory) and rewind it.
+
+    Raises :class:`AudioInputError` for empty, too short, silent or non-finite audio, with the same
+    wording as ``idm separate``.
+    """
+    name = str(source.path)
+    if source.frames == 0:
+        raise AudioInputError(f"{name}: empty audio (0 samples)")
+    min_n = int(MIN_SECONDS * source.sample_rate)
+    if source.frames < min_n:
+        raise AudioInputError(
+            f"{name}: too short ({source.frames} samples, {source.frames / source.sample_rate * 1000:.1f} ms); at "
+            f"least {MIN_SECONDS * 1000:.0f} ms is needed"
+        )
+    enc = StreamingEncoder(bundle, threads)
+    rs = Resampler(source.sample_rate, int(bundle.manifest["audio"]["sample_rate"]))
+    source.rewind()
+    audible = False
+    pos = 0
+    while True:
+        x = source.read(block)
+        last = source.finished or x.size == 0
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise AudioInputError(
+                f"{name}: {int(bad.sum())} samples are NaN or infinite (first at sample {pos + int(bad.argmax())})"
+            )
+        audible = audible or bool(np.any(x))
+        y = rs(x, last=last)
+        if y.size:
+            enc.process_audio(y)
+        pos += x.size
+        if last:
+            break
+    if not audible:
+        raise AudioInputError(f"{name}: audio is silent (all samples are zero)")
+    enc.flush()
+    source.rewind()
+    return ClipAnalysis(enc.kit_embedding.copy(), enc.gains.copy(), pos)

@@ -1,0 +1,108 @@
+"""Streams processor stems to WAV files at the input's rate, aligned with the input (latency removed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from idm.classes import GROUP_OF, GROUPS
+
+__all__ = ["StemsWriter"]
+
+
+class StemsWriter:
+    """Writes ``folder/<name>.wav`` for the 9 classes or the 5 groups, one mono file per stem.
+
+    The processor's output sample ``t`` is the input at ``t - latency``: the first ``latency`` samples
+    are dropped, the rest is resampled to ``out_rate`` (soxr stream, delay-compensated, so sample ``i``
+    still lines up with the input's sample ``i``) and at :meth:`close` the files are trimmed or
+    zero-padded to the input's length.
+
+    Parameters
+    ----------
+    folder
+        Existing folder to write into.
+    stems
+        9 (classes, project order) or 5 (groups).
+    model_rate, out_rate
+        The processor's rate and the rate of the files (the input's).
+    latency
+        The processor's latency in samples at ``model_rate``.
+    quality
+        soxr quality of the resampler (``VHQ`` for files, lower for live recordings).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        stems: int,
+        model_rate: int,
+        out_rate: int,
+        latency: int,
+        quality: str = "VHQ",
+        subtype: str = "FLOAT",
+    ) -> None:
+        from idm.classes import CLASSES
+
+        if stems not in (5, 9):
+            raise ValueError(f"stems must be 9 or 5, got {stems}")
+        self.names = CLASSES if stems == 9 else GROUPS
+        self.latency = int(latency)
+        self.out_rate = int(out_rate)
+        self._group = None if stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
+        self._files = [
+            sf.SoundFile(str(Path(folder) / f"{n}.wav"), "w", self.out_rate, 1, subtype=subtype) for n in self.names
+        ]
+        self._rs: Any = None
+        if out_rate != model_rate:
+            import soxr
+
+            self._rs = soxr.ResampleStream(model_rate, out_rate, len(self.names), dtype="float32", quality=quality)
+        self.written = 0  #: frames written per file at ``out_rate``
+        self.closed = False
+
+    def _grouped(self, stems: np.ndarray) -> np.ndarray:
+        if self._group is None:
+            return stems
+        out = np.zeros((len(GROUPS), stems.shape[-1]), dtype=np.float32)
+        np.add.at(out, self._group, stems)
+        return out
+
+    def _emit(self, frames: np.ndarray, limit: int | None) -> None:
+        """Write ``frames`` ``[n, S]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
+        if limit is not None:
+            frames = frames[: max(0, limit - self.written)]
+        if frames.shape[0] == 0:
+            return
+        for i, f in enumerate(self._files):
+            f.write(frames[:, i])
+        self.written += frames.shape[0]
+
+    def write(self, start: int, stems: np.ndarray, limit: int | None = None) -> None:
+        """Add processor output ``stems`` ``[9, n]`` whose first sample is output sample ``start``."""
+        n = stems.shape[-1]
+        skip = min(n, max(0, self.latency - start))
+        if skip == n:
+            return
+        block = np.ascontiguousarray(self._grouped(stems[:, skip:]).T)
+        if self._rs is not None:
+            block = self._rs.resample_chunk(block)
+        self._emit(block, limit)
+
+    def close(self, length: int | None = None) -> None:
+        """Flush the resampler, trim or pad every file to ``length`` frames (if given) and close them."""
+        if self.closed:
+            return
+        try:
+            if self._rs is not None:
+                tail = self._rs.resample_chunk(np.zeros((0, len(self.names)), dtype=np.float32), last=True)
+                self._emit(tail, length)
+            if length is not None and self.written < length:
+                self._emit(np.zeros((length - self.written, len(self.names)), dtype=np.float32), length)
+        finally:
+            for f in self._files:
+                f.close()
+            self.closed = True
