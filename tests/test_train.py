@@ -21,6 +21,14 @@ TINY = ROOT / "configs" / "tiny.yaml"
 SR = 44100
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The CLI's --threads and the tests set torch's global thread count: give it back afterwards."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 # --- a tiny dataset: three one-shot kit folders and a small Groove-MIDI-style root ------------------
 
 
@@ -92,7 +100,7 @@ def _cli(*args: object) -> object:
 
 
 def _train(data: dict[str, object], out: Path, *extra: object) -> object:
-    args: list[object] = ["train", TINY, "--data", data["gmd"], "--out", out, "--quiet", "--threads", 2]
+    args: list[object] = ["train", TINY, "--data", data["gmd"], "--out", out, "--quiet", "--threads", 1]
     for o in data["overrides"]:  # type: ignore[attr-defined]
         args += ["--override", o]
     return _cli(*args, *extra)
@@ -196,7 +204,7 @@ def _tiny_module_and_batch(data: dict[str, object], b: int = 2):
 
 
 def test_overfits_a_fixed_batch(tiny_data: dict[str, object]) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the CPU is shared: more threads only wait for each other
     module, batch = _tiny_module_and_batch(tiny_data)
     assert batch["audio"].shape == (2, 22016) and batch["onsets"].shape == (2, 9, 87)
     assert batch["onsets"].sum() > 0
@@ -263,6 +271,10 @@ def test_train_cli_resume_time_limit_and_export(tiny_data: dict[str, object], tm
     # the project checkpoint loads and exports; the bundle passes its check and carries the picker
     model = load_model(a / "model.ckpt")
     assert model.config.name == "idm-tiny" and model.config.encoder.n_kits == 2
+    peaks = model.config.peaks  # the tuned causal picker is the model's own
+    assert (peaks.pre_max, peaks.post_max, peaks.post_avg, peaks.wait) == (3, 1, 1, 6)
+    assert list(peaks.delta) == pp["delta"]  # type: ignore[arg-type]
+    assert ca["config"]["peaks"]["delta"] == pp["delta"]
     bundle = export_bundle(a / "model.ckpt", tmp_path / "bundle")
     check_bundle(bundle)
     manifest_pp = load_bundle(bundle).manifest["peak_picking"]
@@ -279,6 +291,8 @@ def test_run_folder_is_protected(tiny_data: dict[str, object], tmp_path: Path) -
     assert (out / "model.ckpt").read_bytes() == b"mine"
     res = _train(tiny_data, tmp_path / "fresh", "--resume")
     assert res.exit_code == 1 and "nothing to resume" in res.output
+    res = _cli("train", TINY, "--data", tmp_path / "nowhere", "--out", tmp_path / "new")
+    assert res.exit_code == 1 and "--data" in res.output and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize(
@@ -291,6 +305,7 @@ def test_run_folder_is_protected(tiny_data: dict[str, object], tmp_path: Path) -
         ("peak_picking.delta=high", "'peak_picking.delta' must be a number"),
         ("optimizer.lr=1", "SECTION.NAME"),
         ("model.encoder.n_kits=5", "n_kits is 5"),
+        ("model.peaks.delta=0.3", "'model.peaks'"),
     ],
 )
 def test_bad_config_is_one_line_error(tiny_data: dict[str, object], tmp_path: Path, override: str, named: str) -> None:

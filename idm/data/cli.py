@@ -32,14 +32,9 @@ def _fail(e: Exception) -> NoReturn:
 
 def _kit(name: str, root: Path | None) -> Kit:
     """A registered kit name, or a path: Hydrogen kit folder, .sf2 file, or folder of one-shots."""
-    from idm.data.kits import load_folder, load_hydrogen, load_kit, load_sf2
+    from idm.data.kits import load_kit_ref
 
-    p = Path(name)
-    if p.exists():
-        if p.is_file():
-            return load_sf2(p)
-        return load_hydrogen(p) if (p / "drumkit.xml").is_file() else load_folder(p)
-    return load_kit(name, root)
+    return load_kit_ref(name, root)
 
 
 @app.command()

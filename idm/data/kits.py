@@ -29,6 +29,7 @@ __all__ = [
     "load_folder",
     "load_hydrogen",
     "load_kit",
+    "load_kit_ref",
     "load_kits",
     "load_sf2",
     "loudness_db",
@@ -382,6 +383,17 @@ def load_kits(names: list[str] | tuple[str, ...], root: str | Path | None = None
         return load_pack_kits(root, list(names))
     km = load_kitmap()
     return [_load_entry(km.entry(n), root, km) for n in names]
+
+
+def load_kit_ref(ref: str, root: str | Path | None = None) -> Kit:
+    """A kit by registered name (see :func:`load_kit`), or by path: Hydrogen kit folder, ``.sf2`` file,
+    or a folder of one-shots per class."""
+    p = Path(ref)
+    if p.exists():
+        if p.is_file():
+            return load_sf2(p)
+        return load_hydrogen(p) if (p / "drumkit.xml").is_file() else load_folder(p)
+    return load_kit(ref, root)
 
 
 def training_kits(root: str | Path | None = None) -> list[Kit]:

@@ -102,6 +102,8 @@ class IDMConfig:
         d["classes"] = list(self.classes)
         d["encoder"]["dims"] = list(self.encoder.dims)
         d["encoder"]["depths"] = list(self.encoder.depths)
+        if isinstance(self.peaks.delta, tuple | list):  # per-class deltas (tuned): a list, like the others
+            d["peaks"]["delta"] = [float(x) for x in self.peaks.delta]
         return d
 
     @classmethod
@@ -128,6 +130,8 @@ class IDMConfig:
                 for tk in ("dims", "depths"):
                     if tk in sub:
                         sub[tk] = tuple(sub[tk])
+                if key == "peaks" and isinstance(sub.get("delta"), list):
+                    sub["delta"] = tuple(sub["delta"])
                 kwargs[key] = subs[key](**sub)
             elif key == "classes":
                 kwargs[key] = tuple(value)

@@ -87,6 +87,7 @@ class PeakPickingConfig:
     post_avg: int = 17
     delta: float = 0.2
     wait: int = 10
+    threshold: float = 0.0
     tune: bool = False
     delta_grid: tuple[float, ...] = field(default_factory=_default_grid)
 
@@ -99,7 +100,13 @@ class PeakPickingConfig:
     def picker(self, delta: float | tuple[float, ...] | None = None) -> PeakPicking:
         """The :class:`PeakPicking` parameters (optionally with another delta, scalar or per class)."""
         return PeakPicking(
-            self.pre_max, self.post_max, self.pre_avg, self.post_avg, self.delta if delta is None else delta, self.wait
+            pre_max=self.pre_max,
+            post_max=self.post_max,
+            pre_avg=self.pre_avg,
+            post_avg=self.post_avg,
+            delta=self.delta if delta is None else delta,
+            wait=self.wait,
+            threshold=self.threshold,
         )
 
     @property
@@ -139,6 +146,11 @@ class TrainConfig:
         for key in SECTIONS:
             if raw.get(key) is not None and not isinstance(raw[key], dict):
                 raise ConfigError(f"{source}: config key '{key}' must be a mapping")
+        if "peaks" in (raw.get("model") or {}):
+            raise ConfigError(
+                f"{source}: config key 'model.peaks' is not set here: the 'peak_picking' section is the run's "
+                "picker (stored in model.ckpt as the model's peaks, tuned when peak_picking.tune)"
+            )
         try:
             model = IDMConfig.from_dict(raw.get("model") or {})
         except (ConfigError, TypeError) as e:

@@ -9,11 +9,11 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from idm.errors import IDMError
+from idm.errors import DataError
 from idm.train.config import data_config
 from idm.train.sampling import EpochStream, ShardSampler, StepSampler
 
-__all__ = ["IDMDataModule", "RunData", "build_datasets", "is_pack", "load_kit_ref"]
+__all__ = ["IDMDataModule", "RunData", "build_datasets", "is_pack"]
 
 
 @dataclass
@@ -33,19 +33,6 @@ def is_pack(folder: Path) -> bool:
     return (folder / "kits.json").is_file()
 
 
-def load_kit_ref(ref: str, kits_root: str | Path | None) -> Any:
-    """A kit by registered name (from the kits root or pack), or by path: Hydrogen kit folder, .sf2 file,
-    or a folder of one-shots per class."""
-    from idm.data.kits import load_folder, load_hydrogen, load_kit, load_sf2
-
-    p = Path(ref)
-    if p.exists():
-        if p.is_file():
-            return load_sf2(p)
-        return load_hydrogen(p) if (p / "drumkit.xml").is_file() else load_folder(p)
-    return load_kit(ref, kits_root)
-
-
 def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
     """Training set from ``cfg.data`` at ``data_dir`` (a GMD root or a data pack); validation per ``cfg.training``.
 
@@ -53,10 +40,11 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
     """
     from idm.data.dataset import RenderedDataset
     from idm.data.kitmap import load_kitmap
+    from idm.data.kits import load_kit_ref
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise IDMError(f"{data_dir}: --data must be a Groove MIDI Dataset root or a data pack folder")
+        raise DataError(f"{data_dir}: --data must be a Groove MIDI Dataset root or a data pack folder")
     raw = dict(cfg.data)
     raw.setdefault("seed", cfg.training.seed)
     kits_root: str | Path | None

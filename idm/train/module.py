@@ -317,16 +317,12 @@ class IDMTrainingModule(L.LightningModule):
         delta: float | list[float] = list(self.tuned_delta) if self.tuned_delta is not None else pp.delta
         out: dict[str, Any] = {
             "pre_max": pp.pre_max, "post_max": pp.post_max, "pre_avg": pp.pre_avg, "post_avg": pp.post_avg,
-            "delta": delta, "wait": pp.wait, "classes": list(CLASSES), "causal": pp.causal,
-            "tuned": self.tuned_delta is not None,
+            "delta": delta, "wait": pp.wait, "threshold": pp.threshold, "classes": list(CLASSES),
+            "causal": pp.causal, "tuned": self.tuned_delta is not None,
         }  # fmt: skip
         return out
 
-    @staticmethod
-    def picker_from(params: dict[str, Any]) -> PeakPicking:
-        """:class:`PeakPicking` from :meth:`picking`'s dict (as stored in ``model.ckpt``)."""
-        d = params["delta"]
-        return PeakPicking(
-            int(params["pre_max"]), int(params["post_max"]), int(params["pre_avg"]), int(params["post_avg"]),
-            tuple(float(x) for x in d) if isinstance(d, list | tuple) else float(d), int(params["wait"]),
-        )  # fmt: skip
+    def picker(self) -> PeakPicking:
+        """:meth:`picking` as the model's :class:`PeakPicking` (``IDMConfig.peaks``; deltas in project order)."""
+        d = self.picking()["delta"]
+        return self.config.peak_picking.picker(tuple(d) if isinstance(d, list) else d)

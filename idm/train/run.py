@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ RESUMABLE_KEYS = frozenset(
         "precision",
         "compile_synth",
     }
+)
+
+#: Warnings that do not apply here: the data order is resumed by the step-indexed sampler, not by Lightning;
+#: DDP's stride notice concerns size-1 axes of depthwise convolution weights.
+FALSE_ALARMS = (
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+    r"Grad strides do not match bucket view strides",
 )
 
 
@@ -100,8 +108,8 @@ def _resolve_config(opts: RunOptions) -> tuple[Any, str]:
     return cfg, file_sha
 
 
-def _prepare_run_dir(opts: RunOptions, cfg: Any) -> None:
-    """Check the run folder against --resume/--force; write config.yaml on a fresh start."""
+def _check_run_dir(opts: RunOptions, cfg: Any) -> list[str]:
+    """Check the run folder against --resume/--force (writes nothing); returns the run files a --force removes."""
     out = opts.out
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
@@ -111,18 +119,23 @@ def _prepare_run_dir(opts: RunOptions, cfg: Any) -> None:
         saved_path = out / "config.yaml"
         if saved_path.is_file():
             _check_resumable(yaml.safe_load(saved_path.read_text()), cfg.to_dict(), saved_path)
-        return
+        return []
     existing = [p for p in RUN_FILES if (out / p).exists()] if out.is_dir() else []
     if existing and not opts.force:
         raise OutputError(
             f"{out}: already holds a training run ({', '.join(existing)}); use --resume to continue it "
             "or --force to start over"
         )
+    return existing
+
+
+def _init_run_dir(opts: RunOptions, cfg: Any, existing: list[str]) -> None:
+    """A fresh start: remove the old run's files (--force), write config.yaml."""
     for name in existing:
-        p = out / name
+        p = opts.out / name
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
@@ -180,7 +193,7 @@ def save_model(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finis
     if not trainer.is_global_zero:
         return path
     meta = _metadata(module, trainer, opts, file_sha, finished)
-    model = InverseDrumMachine(module.config.model)
+    model = InverseDrumMachine(replace(module.config.model, peaks=module.picker()))  # the model's own picker
     model.load_state_dict({k: v.detach().float().cpu() for k, v in module.model.state_dict().items()})
     tmp = path.with_name(".model.ckpt.tmp")
     save_checkpoint(model, tmp, peak_picking=module.picking(), training=meta)
@@ -238,10 +251,20 @@ def train(opts: RunOptions) -> RunResult:
         raise IDMError(f"--max-minutes must be positive, got {opts.max_minutes}")
     if opts.accelerator not in ("auto", "cpu", "gpu", "cuda"):
         raise IDMError(f"--accelerator must be auto, cpu or gpu, got {opts.accelerator!r}")
+    if opts.accelerator in ("gpu", "cuda") and torch.cuda.device_count() < opts.devices:
+        raise IDMError(
+            f"--accelerator gpu --devices {opts.devices}: torch sees {torch.cuda.device_count()} CUDA device(s)"
+        )
     cfg, file_sha = _resolve_config(opts)
-    if not _is_child():
-        _prepare_run_dir(opts, cfg)
-    data = build_datasets(cfg, opts.data)
+    if 0 < cfg.training.val_examples < opts.devices:
+        raise ConfigError(
+            f"training.val_examples is {cfg.training.val_examples}: every one of the {opts.devices} devices "
+            "needs at least one validation clip"
+        )
+    existing = _check_run_dir(opts, cfg) if not _is_child() else []
+    data = build_datasets(cfg, opts.data)  # before the run folder is touched: bad data leaves nothing behind
+    if not _is_child() and not opts.resume:
+        _init_run_dir(opts, cfg, existing)
     tc = cfg.training
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
@@ -276,10 +299,13 @@ def train(opts: RunOptions) -> RunResult:
         benchmark=on_gpu,
     )
     ckpt = opts.out / "last.ckpt" if opts.resume else None
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-    finished = trainer.global_step >= tc.steps
-    if finished and data.val is not None and trainer.global_step % tc.val_every != 0:
-        trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
+    with warnings.catch_warnings():
+        for message in FALSE_ALARMS:
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        finished = trainer.global_step >= tc.steps
+        if finished and data.val is not None and trainer.global_step % tc.val_every != 0:
+            trainer.validate(module, datamodule=dm, verbose=False)  # final metrics and tuned thresholds
     save_last(trainer, opts.out)
     path = save_model(module, trainer, opts, file_sha, finished)
     return RunResult(
