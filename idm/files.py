@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["replace_dir", "sha256_file"]
+__all__ = ["current_umask", "replace_dir", "sha256_file"]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -19,7 +19,8 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -30,7 +31,7 @@ def replace_dir(new: Path, target: Path) -> None:
 
     The folder and its files get the usual permissions (a temporary folder is created private).
     """
-    mask = _umask()
+    mask = current_umask()
     new.chmod(0o777 & ~mask)
     for f in new.iterdir():
         f.chmod(0o666 & ~mask)

@@ -12,6 +12,7 @@ import numpy as np
 
 from idm.classes import CLASSES, GM_NOTES, GM_TO_CLASS
 from idm.errors import AudioInputError
+from idm.files import current_umask
 
 __all__ = ["Onset", "read_onsets", "to_midi_velocity", "write_midi"]
 
@@ -68,6 +69,7 @@ def write_midi(onsets: list[Onset], path: str | Path, note_seconds: float = NOTE
     os.close(fd)
     try:
         mid.save(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it private; the result gets the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -76,9 +75,6 @@ class MidiRecorder:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_midi(self.onsets, path)
-            mask = os.umask(0)
-            os.umask(mask)
-            path.chmod(0o666 & ~mask)  # the temporary file it was renamed from is private
         except OSError as e:
             raise OutputError(f"{path}: cannot write the MIDI file ({e.strerror or e})") from None
         return path

@@ -160,3 +160,17 @@ def test_midi_file_roundtrip_velocity_and_noteoff(tmp_path):
     msgs = [m for m in mid if m.type in ("note_on", "note_off")]
     assert [(m.type, m.note) for m in msgs] == [("note_on", 36), ("note_on", 46), ("note_off", 36), ("note_off", 46)]
     assert {m.velocity for m in msgs if m.type == "note_on"} == {1, 127}
+
+
+def test_midi_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from idm.midi import Onset, read_onsets, write_midi
+
+    old = os.umask(0o022)
+    try:
+        write_midi([Onset("kick", 0.5, 100)], tmp_path / "a.mid")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.mid").stat().st_mode & 0o777 == 0o644
+    assert [(o.cls, o.velocity) for o in read_onsets(tmp_path / "a.mid")] == [("kick", 100)]
