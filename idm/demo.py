@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEMO_PATTERN", "render_demo_loop"]
+__all__ = ["DEMO_PATTERN", "demo_loop_hits", "render_demo_loop"]
 
 #: 16th-note steps of one bar: (class, steps, velocity 0-1).
 DEMO_PATTERN: tuple[tuple[str, tuple[int, ...], float], ...] = (
@@ -32,14 +32,11 @@ def _voice(cls: str, sr: int, rng: np.random.Generator) -> np.ndarray:
     return 0.35 * (hp + 0.3 * np.sin(2 * np.pi * 520 * t) * noise) * np.exp(-2.5 * t)
 
 
-def render_demo_loop(seconds: float = 8.0, sr: int = 44100, seed: int = 0, bpm: float = 100.0) -> np.ndarray:
-    """Mono float32 drum loop of ``seconds`` at ``sr``, peak-normalised to -3 dBFS."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n + sr, dtype=np.float64)
-    step = 60.0 / bpm / 4
-    voices = {cls: _voice(cls, sr, rng) for cls, _, _ in DEMO_PATTERN}
+def demo_loop_hits(seconds: float = 8.0, sr: int = 44100, bpm: float = 100.0) -> list[tuple[int, str, float]]:
+    """The synthesized loop's hits ``(start sample, class, velocity 0-1)`` in rendering order (its ground truth)."""
+    n, step = int(seconds * sr), 60.0 / bpm / 4
     bar = 16 * step
+    hits = []
     for b in range(int(np.ceil(seconds / bar))):
         for cls, steps, vel in DEMO_PATTERN:
             if cls == "crash" and b % 4:
@@ -47,9 +44,20 @@ def render_demo_loop(seconds: float = 8.0, sr: int = 44100, seed: int = 0, bpm: 
             for s in steps:
                 start = round((b * bar + s * step) * sr)
                 if start < n:
-                    v = voices[cls]
-                    gain = vel * (0.9 + 0.2 * rng.random())
-                    out[start : start + v.size] += gain * v[: out.size - start]
+                    hits.append((start, cls, vel))
+    return hits
+
+
+def render_demo_loop(seconds: float = 8.0, sr: int = 44100, seed: int = 0, bpm: float = 100.0) -> np.ndarray:
+    """Mono float32 drum loop of ``seconds`` at ``sr``, peak-normalised to -3 dBFS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n + sr, dtype=np.float64)
+    voices = {cls: _voice(cls, sr, rng) for cls, _, _ in DEMO_PATTERN}
+    for start, cls, vel in demo_loop_hits(seconds, sr, bpm):
+        v = voices[cls]
+        gain = vel * (0.9 + 0.2 * rng.random())
+        out[start : start + v.size] += gain * v[: out.size - start]
     out = out[:n]
     return (out / np.abs(out).max() * 10 ** (-3 / 20)).astype(np.float32)
 

@@ -92,11 +92,20 @@ class _DelayLine:
         self._ring[...] = 0.0
         self._w = 0
 
+    def _split(self, start: int, n: int) -> tuple[int, int]:
+        """Ring offset of absolute index ``start`` and how many of ``n`` samples fit before the wrap."""
+        a = start % self.size
+        return a, min(n, self.size - a)
+
     def process(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        idx = (self._w + np.arange(n)) % self.size
-        self._ring[idx] = x
-        out = self._ring[(self._w - self.delay + np.arange(n)) % self.size]
+        a, first = self._split(self._w, n)
+        self._ring[a : a + first] = x[:first]
+        self._ring[: n - first] = x[first:]
+        out = np.empty(n, dtype=np.float32)
+        a, first = self._split(self._w - self.delay, n)
+        out[:first] = self._ring[a : a + first]
+        out[first:] = self._ring[: n - first]
         self._w += n
         return out
 

@@ -154,22 +154,11 @@ class Player:
         self.client.close()
 
 
-def loop_onsets(seconds: float, sr: int = RATE, bpm: float = 100.0) -> list[tuple[str, int]]:
+def loop_onsets(seconds: float, sr: int = RATE) -> list[tuple[str, int]]:
     """Ground truth of :func:`idm.demo.render_demo_loop`: (class, start sample) of every hit."""
-    from idm.demo import DEMO_PATTERN
+    from idm.demo import demo_loop_hits
 
-    n, step = int(seconds * sr), 60.0 / bpm / 4
-    bar = 16 * step
-    out = []
-    for b in range(int(np.ceil(seconds / bar))):
-        for cls, steps, _ in DEMO_PATTERN:
-            if cls == "crash" and b % 4:
-                continue
-            for s in steps:
-                start = round((b * bar + s * step) * sr)
-                if start < n:
-                    out.append((cls, start))
-    return sorted(out, key=lambda e: e[1])
+    return sorted(((cls, start) for start, cls, _ in demo_loop_hits(seconds, sr)), key=lambda e: e[1])
 
 
 def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
