@@ -27,12 +27,15 @@ __all__ = ["RUN_FILES", "RunOptions", "RunResult", "train"]
 
 #: What a run folder holds (all that ``--force`` removes).
 RUN_FILES = ("config.yaml", "last.ckpt", "model.ckpt", "run.json", "logs", "audio")
-#: Training keys that may change when a run is resumed (they do not change what is learnt from which data).
+#: Training keys that may change when a run is resumed: they do not change what is learnt from which data
+#: (validation only measures, and tunes the picker's per-class thresholds stored with the model).
 RESUMABLE_KEYS = frozenset(
     {
         "steps",
         "val_every",
         "val_examples",
+        "val_kits",
+        "val_split",
         "ckpt_every",
         "log_every",
         "workers",
