@@ -28,7 +28,8 @@ __all__ = ["RUN_FILES", "RunOptions", "RunResult", "train"]
 #: What a run folder holds (all that ``--force`` removes).
 RUN_FILES = ("config.yaml", "last.ckpt", "model.ckpt", "run.json", "logs", "audio")
 #: Training keys that may change when a run is resumed: they do not change what is learnt from which data
-#: (validation only measures, and tunes the picker's per-class thresholds stored with the model).
+#: (validation only measures, and tunes the picker's per-class thresholds stored with the model). The
+#: ``peak_picking`` section may change too: it only shapes the picker stored with the model.
 RESUMABLE_KEYS = frozenset(
     {
         "steps",
@@ -146,10 +147,12 @@ def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) ->
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
-        elif a != b and not (key.startswith("training.") and key.split(".", 1)[1] in RESUMABLE_KEYS):
+        elif a != b and not key.startswith("peak_picking.") and not (
+            key.startswith("training.") and key.split(".", 1)[1] in RESUMABLE_KEYS
+        ):
             raise ConfigError(
                 f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); "
-                f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} may change"
+                f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} and peak_picking may change"
             )
 
     walk(saved, new, "")
