@@ -322,3 +322,26 @@ def test_unknown_top_level_key_in_file(tmp_path: Path) -> None:
     res = _cli("train", cfg, "--data", tmp_path, "--out", tmp_path / "run")
     assert res.exit_code == 1 and "unknown config key 'schedule'" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_resume_allows_validation_and_picker_changes_only(tmp_path: Path) -> None:
+    from idm.errors import ConfigError
+    from idm.train.config import load_config
+    from idm.train.run import _check_resumable
+
+    saved, _ = load_config(TINY, [])
+    changed, _ = load_config(
+        TINY,
+        [
+            "training.val_kits=[AVL Black Pearl 4]",
+            "training.val_split=train",
+            "training.val_every=7",
+            "peak_picking.delta=0.3",
+            "peak_picking.tune=false",
+        ],
+    )
+    _check_resumable(saved.to_dict(), changed.to_dict(), tmp_path)  # accepted: these do not change the weights
+    for key, value in (("training.lr", "0.001"), ("training.batch_size", "3"), ("model.synth.hidden", "5")):
+        other, _ = load_config(TINY, [f"{key}={value}"])
+        with pytest.raises(ConfigError, match=rf"cannot resume: config key '{key}'"):
+            _check_resumable(saved.to_dict(), other.to_dict(), tmp_path)

@@ -142,14 +142,18 @@ def _init_run_dir(opts: RunOptions, cfg: Any, existing: list[str]) -> None:
     (opts.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def _may_change(key: str) -> bool:
+    """Whether config key ``key`` (dotted) may differ from the run's when it is resumed."""
+    section, _, name = key.partition(".")
+    return section == "peak_picking" or (section == "training" and name in RESUMABLE_KEYS)
+
+
 def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
     def walk(a: Any, b: Any, key: str) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
-        elif a != b and not key.startswith("peak_picking.") and not (
-            key.startswith("training.") and key.split(".", 1)[1] in RESUMABLE_KEYS
-        ):
+        elif a != b and not _may_change(key):
             raise ConfigError(
                 f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); "
                 f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} and peak_picking may change"
