@@ -345,3 +345,56 @@ def test_resume_allows_validation_and_picker_changes_only(tmp_path: Path) -> Non
         other, _ = load_config(TINY, [f"{key}={value}"])
         with pytest.raises(ConfigError, match=rf"cannot resume: config key '{key}'"):
             _check_resumable(saved.to_dict(), other.to_dict(), tmp_path)
+
+
+def test_onset_pos_weight_weighs_onset_frames() -> None:
+    from idm.train.losses import onset_loss
+
+    logits = torch.zeros(1, 2, 8)
+    targets = torch.zeros(1, 2, 8)
+    targets[0, :, 3] = 1.0
+    plain = onset_loss(logits, targets)
+    weighted = onset_loss(logits, targets, torch.tensor([1.0, 5.0]))
+    # log 2 per frame; class 1's onset frame counts 5 times: (16 + 4) / 16 of the plain loss
+    assert plain.item() == pytest.approx(np.log(2.0))
+    assert weighted.item() == pytest.approx(np.log(2.0) * 20 / 16)
+
+
+def test_init_from_fine_tunes_from_a_model(tiny_data: dict[str, object], tmp_path: Path) -> None:
+    from idm.checkpoint import read_checkpoint
+
+    base = tmp_path / "base"
+    assert _train(tiny_data, base, "--max-steps", 2).exit_code == 0
+    weights = " ".join(["2.0"] * len(CLASSES))
+    ft = tmp_path / "ft"
+    res = _train(
+        tiny_data, ft, "--max-steps", 1, "--init-from", base / "model.ckpt",
+        "--override", f"training.onset_pos_weight=[{weights.replace(' ', ', ')}]",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a, b = read_checkpoint(base / "model.ckpt"), read_checkpoint(ft / "model.ckpt")
+    info = b["training"]["init_from"]
+    assert info["step"] == 2 and len(info["sha256"]) == 64 and info["path"].endswith("model.ckpt")
+    assert b["training"]["step"] == 1 and b["training"]["config"]["training"]["onset_pos_weight"] == [2.0] * 9
+    moved = [k for k, v in a["state_dict"].items() if not torch.equal(v, b["state_dict"][k])]
+    close = [
+        k for k, v in a["state_dict"].items()
+        if v.is_floating_point() and torch.allclose(v, b["state_dict"][k], atol=0.05, rtol=0.0)
+    ]  # fmt: skip
+    assert moved and len(close) == sum(v.is_floating_point() for v in a["state_dict"].values())  # one step away
+    # a fresh init differs from the base by far more than one step
+    fresh = tmp_path / "fresh"
+    assert _train(tiny_data, fresh, "--max-steps", 1, "--seed", 1).exit_code == 0
+    c = read_checkpoint(fresh / "model.ckpt")
+    assert any(not torch.allclose(v, c["state_dict"][k], atol=0.05, rtol=0.0) for k, v in a["state_dict"].items()
+               if v.is_floating_point())  # fmt: skip
+    # errors: another architecture, with --resume, a non-checkpoint
+    res = _train(tiny_data, tmp_path / "x", "--init-from", base / "model.ckpt", "--override", "model.synth.hidden=6")
+    assert res.exit_code == 1 and "model.synth differs" in res.output and not (tmp_path / "x").exists()
+    res = _train(tiny_data, ft, "--resume", "--init-from", base / "model.ckpt")
+    assert res.exit_code == 1 and "--init-from starts a new run" in res.output
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    res = _train(tiny_data, tmp_path / "y", "--init-from", tmp_path / "junk.ckpt")
+    assert res.exit_code == 1 and "error:" in res.output and not (tmp_path / "y").exists()
+    res = _train(tiny_data, tmp_path / "z", "--override", "training.onset_pos_weight=[1.0, 2.0]")
+    assert res.exit_code == 1 and "onset_pos_weight must be one positive number or 9" in res.output

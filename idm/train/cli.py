@@ -25,6 +25,13 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, audio examples).")],
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last.ckpt.")] = False,
     force: Annotated[bool, typer.Option(help="Start over in an OUT that already holds a run.")] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune: start a new run from the weights of a project model.ckpt with the same architecture "
+            "(fresh optimizer, step 0); the config may change the loss, data and schedule."
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Total optimizer steps (overrides training.steps).")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop cleanly (checkpoint saved) after this many minutes; --resume goes on.")
@@ -77,6 +84,7 @@ def train(
             workers=workers,
             overrides=tuple(override or ()),
             progress=not quiet,
+            init_from=init_from,
         )
         result = run_train(opts)
     except IDMError as e:

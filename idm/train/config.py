@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from idm.classes import CLASSES
 from idm.errors import ConfigError
 from idm.model import IDMConfig
 from idm.peaks import PeakPicking
@@ -31,6 +32,9 @@ class TrainingConfig:
     grad_clip: float = 1.0  #: gradient norm clip
     stft_weight: float = 1.0  #: weight of the multi-resolution STFT loss
     onset_weight: float = 10.0  #: weight of the onset BCE
+    #: BCE weight of the onset frames (positives), per class in project order, or one value for all; 1.0 is the
+    #: paper's plain BCE. Larger values for rare classes (toms, crash, open hat) keep them from being ignored.
+    onset_pos_weight: tuple[float, ...] = (1.0,)
     kit_weight: float = 1.0  #: weight of the kit cross-entropy
     fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)  #: STFT loss resolutions (hop = fft / 4)
     gain_prob: float = 0.8  #: probability of a random gain on a training mixture
@@ -61,6 +65,9 @@ class TrainingConfig:
             (self.val_examples >= 0 and self.audio_examples >= 0, "training.val_examples and audio_examples must "
              "not be negative"),
             (self.workers >= 0, "training.workers must not be negative"),
+            (len(self.onset_pos_weight) in (1, len(CLASSES)) and all(w > 0 for w in self.onset_pos_weight),
+             f"training.onset_pos_weight must be one positive number or {len(CLASSES)} (one per class: "
+             f"{', '.join(CLASSES)})"),
             (len(self.fft_sizes) > 0 and all(n >= 16 for n in self.fft_sizes), "training.fft_sizes must list FFT "
              "sizes of at least 16"),
         ]  # fmt: skip

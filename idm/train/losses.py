@@ -71,10 +71,14 @@ class MultiResolutionSTFTLoss(nn.Module):
         return self.terms(estimate, target).total
 
 
-def onset_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits, mean over batch, classes and frames (computed in float32)."""
+def onset_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy with logits ``[B, K, T]``, mean over batch, classes and frames (in float32).
+
+    ``pos_weight`` (``[K]``, optional) weighs the positive (onset) frames of each class.
+    """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        pw = None if pos_weight is None else pos_weight.float().reshape(-1, 1)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pw)
 
 
 def kit_loss(kit_logits: torch.Tensor, kit: torch.Tensor) -> torch.Tensor:

@@ -92,11 +92,18 @@ class IDMTrainingModule(L.LightningModule):
         # project class index of each model output row: targets (project order) -> model order
         self.to_model = [CLASSES.index(c) for c in config.model.classes]
         self.to_project = [list(config.model.classes).index(c) for c in CLASSES]
+        pw = config.training.onset_pos_weight
+        weights = None  # plain BCE (the paper's) when every weight is 1
+        if any(w != 1.0 for w in pw):
+            weights = torch.tensor(pw * len(CLASSES) if len(pw) == 1 else pw, dtype=torch.float32)[self.to_model]
+        self.onset_pos_weight: torch.Tensor | None
+        self.register_buffer("onset_pos_weight", weights, persistent=False)
         self.val_kit_ids = val_kit_ids
         self.wall_time = 0.0  # seconds of training over all chunks (restored on resume)
         self._t0 = time.monotonic()
         self.tuned_delta: list[float] | None = None  # per class, project order
         self.val_metrics: dict[str, float] = {}
+        self.init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuning run started from
         grid = config.peak_picking.delta_grid if config.peak_picking.tune else ()
         self.delta_grid = tuple(grid)
         self._reset_counts()
@@ -143,7 +150,7 @@ class IDMTrainingModule(L.LightningModule):
         velocity = out["velocity"][..., :n_frames]
         mix = self.resynthesize(targets * velocity, out["kit_embedding"], out["gains"], noise, n)
         terms = self.stft_loss.terms(mix, audio)
-        l_onset = onset_loss(logits, targets)
+        l_onset = onset_loss(logits, targets, self.onset_pos_weight)
         l_kit = kit_loss(out["kit_logits"], kit)
         tc = self.config.training
         loss = tc.stft_weight * terms.total + tc.onset_weight * l_onset + tc.kit_weight * l_kit
@@ -302,6 +309,7 @@ class IDMTrainingModule(L.LightningModule):
             "wall_time": self.elapsed(),
             "tuned_delta": self.tuned_delta,
             "val_metrics": dict(self.val_metrics),
+            "init_from": self.init_from,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -310,6 +318,7 @@ class IDMTrainingModule(L.LightningModule):
         self._t0 = time.monotonic()
         self.tuned_delta = state.get("tuned_delta")
         self.val_metrics = dict(state.get("val_metrics") or {})
+        self.init_from = state.get("init_from")
 
     def picking(self) -> dict[str, Any]:
         """The peak-picking parameters to store with the model (``delta`` per class, project order, when tuned)."""

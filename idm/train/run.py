@@ -14,7 +14,7 @@ import platform
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class RunOptions:
     workers: int | None = None
     overrides: tuple[str, ...] = ()
     progress: bool = True
+    init_from: Path | None = None
 
 
 @dataclass
@@ -149,7 +150,14 @@ def _may_change(key: str) -> bool:
 
 
 def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
+    from idm.train.config import TrainingConfig, _plain
+
+    # training keys added since the run started are fine at their default (what the run did without them)
+    added = {f"training.{k}": v for k, v in _plain(asdict(TrainingConfig())).items()}
+
     def walk(a: Any, b: Any, key: str) -> None:
+        if a is None and key in added and b == added[key]:
+            return
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
@@ -160,6 +168,32 @@ def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) ->
             )
 
     walk(saved, new, "")
+
+
+def _init_weights(path: Path, cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Weights of a project ``model.ckpt`` to start a new run from, checked against ``cfg.model``.
+
+    Returns the state dict and what the run records about it (path, sha256, the step it was trained to).
+    """
+    from idm.checkpoint import read_checkpoint
+    from idm.errors import CheckpointError
+    from idm.files import sha256_file
+
+    obj = read_checkpoint(path)
+    saved = obj.get("config")
+    if not isinstance(saved, dict) or not isinstance(obj.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: --init-from needs a project model.ckpt (from idm train), with its config")
+    mine = cfg.model.to_dict()
+    for key in sorted((set(saved) | set(mine)) - {"name", "peaks"}):
+        if saved.get(key) != mine.get(key):
+            raise ConfigError(
+                f"--init-from {path}: its model.{key} differs from the config's; the architectures must be equal"
+            )
+    meta = obj.get("training")
+    if not isinstance(meta, dict):
+        meta = {}
+    info = {"path": str(path), "sha256": sha256_file(path), "step": meta.get("step")}
+    return {k.removeprefix("model."): v for k, v in obj["state_dict"].items()}, info
 
 
 def _chunk_index(out: Path) -> int:
@@ -186,6 +220,7 @@ def _metadata(module: Any, trainer: Any, opts: RunOptions, file_sha: str, finish
         "accelerator": type(trainer.accelerator).__name__,
         "precision": str(trainer.precision),
         "val_metrics": dict(module.val_metrics),
+        "init_from": module.init_from,
         "versions": {
             "torch": str(torch.__version__),
             "lightning": str(lightning.__version__),
@@ -271,6 +306,9 @@ def train(opts: RunOptions) -> RunResult:
             f"training.val_examples is {cfg.training.val_examples}: every one of the {opts.devices} devices "
             "needs at least one validation clip"
         )
+    if opts.init_from is not None and opts.resume:
+        raise IDMError("--init-from starts a new run from a model's weights; a --resume run continues its own")
+    init = _init_weights(opts.init_from, cfg) if opts.init_from is not None else None
     existing = _check_run_dir(opts, cfg) if not _is_child() else []
     data = build_datasets(cfg, opts.data)  # before the run folder is touched: bad data leaves nothing behind
     if not _is_child() and not opts.resume:
@@ -279,6 +317,9 @@ def train(opts: RunOptions) -> RunResult:
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
     module = IDMTrainingModule(cfg, run_dir=opts.out, val_kit_ids=data.val_kit_ids)
+    if init is not None:
+        module.model.load_state_dict(init[0], strict=True)
+        module.init_from = init[1]
     dm = IDMDataModule(data, tc.batch_size, tc.workers)
     on_gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
