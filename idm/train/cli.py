@@ -28,8 +28,8 @@ def train(
     init_from: Annotated[
         Path | None,
         typer.Option(
-            help="Fine-tune: start a new run from the weights of a project model.ckpt with the same architecture "
-            "(fresh optimizer, step 0); the config may change the loss, data and schedule."
+            help="Fine-tune: start a new run from the weights of a checkpoint (as idm separate reads it) with "
+            "the same architecture (fresh optimizer, step 0); the config may change the loss, data and schedule."
         ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Total optimizer steps (overrides training.steps).")] = None,

@@ -171,29 +171,24 @@ def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) ->
 
 
 def _init_weights(path: Path, cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Weights of a project ``model.ckpt`` to start a new run from, checked against ``cfg.model``.
+    """Weights of a checkpoint (as :func:`idm.checkpoint.load_model` reads it) to start a new run from.
 
-    Returns the state dict and what the run records about it (path, sha256, the step it was trained to).
+    Its architecture must equal ``cfg.model`` (name and peak picking may differ). Returns the state dict and
+    what the run records about it (path, sha256, the step it was trained to when it says).
     """
-    from idm.checkpoint import read_checkpoint
-    from idm.errors import CheckpointError
+    from idm.checkpoint import load_model, read_checkpoint
     from idm.files import sha256_file
 
-    obj = read_checkpoint(path)
-    saved = obj.get("config")
-    if not isinstance(saved, dict) or not isinstance(obj.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: --init-from needs a project model.ckpt (from idm train), with its config")
-    mine = cfg.model.to_dict()
-    for key in sorted((set(saved) | set(mine)) - {"name", "peaks"}):
-        if saved.get(key) != mine.get(key):
+    model = load_model(path)
+    theirs, mine = model.config.to_dict(), cfg.model.to_dict()
+    for key in sorted((set(theirs) | set(mine)) - {"name", "peaks"}):
+        if theirs.get(key) != mine.get(key):
             raise ConfigError(
                 f"--init-from {path}: its model.{key} differs from the config's; the architectures must be equal"
             )
-    meta = obj.get("training")
-    if not isinstance(meta, dict):
-        meta = {}
-    info = {"path": str(path), "sha256": sha256_file(path), "step": meta.get("step")}
-    return {k.removeprefix("model."): v for k, v in obj["state_dict"].items()}, info
+    meta = read_checkpoint(path).get("training")
+    step = meta.get("step") if isinstance(meta, dict) else None
+    return model.state_dict(), {"path": str(path), "sha256": sha256_file(path), "step": step}
 
 
 def _chunk_index(out: Path) -> int:
