@@ -257,14 +257,7 @@ def data_config(raw: dict[str, Any], source: str = "config", **fixed: Any) -> An
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: config key 'data.augment' must be a mapping or null")
-            aug = RenderAugment()
-            aug_names = {f.name for f in fields(RenderAugment)}
-            sub = {}
-            for k, v in value.items():
-                if k not in aug_names:
-                    raise ConfigError(f"{source}: unknown config key 'data.augment.{k}'")
-                sub[k] = _coerce(v, getattr(aug, k), f"data.augment.{k}", source)
-            kwargs[key] = RenderAugment(**sub)
+            kwargs[key] = _build(RenderAugment, value, "data.augment", source)
             continue
         default = getattr(defaults, key)
         if default is None:
