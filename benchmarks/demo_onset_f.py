@@ -14,7 +14,7 @@ import mir_eval
 import numpy as np
 
 from idm.classes import CLASSES, GM_TO_CLASS
-from idm.demo import render_kit_demo
+from idm.demo import demo_events
 
 
 def note_times(path: str) -> dict[str, list[float]]:
@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("midi", help="MIDI file written by idm-live for the demo loop")
     args = ap.parse_args()
-    _, hits = render_kit_demo()
+    hits = demo_events()
     est = note_times(args.midi)
     print(f"{sum(len(v) for v in est.values())} notes for {len(hits)} hits\n")
     print("| class | hits | notes | F50 |\n|---|---|---|---|")
