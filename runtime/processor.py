@@ -86,6 +86,7 @@ class _DelayLine:
             size *= 2
         self.size, self.delay = size, delay
         self._ring = np.zeros(size, dtype=np.float32)
+        self._out = np.zeros(max_block, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -98,11 +99,12 @@ class _DelayLine:
         return a, min(n, self.size - a)
 
     def process(self, x: np.ndarray) -> np.ndarray:
+        """The ``x.shape[0]`` (at most ``max_block``) delayed samples: a view valid until the next call."""
         n = x.shape[0]
         a, first = self._split(self._w, n)
         self._ring[a : a + first] = x[:first]
         self._ring[: n - first] = x[first:]
-        out = np.empty(n, dtype=np.float32)
+        out = self._out[:n]
         a, first = self._split(self._w - self.delay, n)
         out[:first] = self._ring[a : a + first]
         out[first:] = self._ring[: n - first]
