@@ -196,10 +196,13 @@ def _tiny_module_and_batch(data: dict[str, object], b: int = 2):
 
     cfg, _ = load_config(TINY, [*data["overrides"], "training.val_examples=0"])  # type: ignore[call-overload]
     run = build_datasets(cfg, data["gmd"])  # type: ignore[arg-type]
+    from idm.data.batch_render import BatchRenderer, collate_plans
+
     torch.manual_seed(0)
     module = IDMTrainingModule(cfg)
-    items = [run.train[i] for i in range(b)]
-    batch = {k: torch.stack([it[k] for it in items]) for k in ("audio", "onsets", "velocity", "kit")}
+    aug = run.train.config.augment
+    module.renderer = BatchRenderer(run.train.table, aug.pitch_semitones if aug is not None else 0.0)
+    batch = module.render(collate_plans([run.train[i] for i in range(b)]))  # plans, played as in training
     return module, batch
 
 

@@ -1,15 +1,19 @@
-"""The torch training dataset: GMD crops rendered on the fly with random kits (the only torch module of idm.data)."""
+"""The torch training datasets: GMD crops with random kits, rendered on the fly (numpy) or as plans for the device."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from idm.data.batch_render import plan_item
 from idm.data.evalset import EvalClip, eval_clips, render_eval_clip
 from idm.data.examples import ExampleSampler, TrainDataConfig
 from idm.data.kits import Kit
+from idm.data.plan import LayerTable
 
-__all__ = ["EvalClip", "RenderedDataset", "TrainDataConfig", "eval_clips", "render_eval_clip"]
+__all__ = ["EvalClip", "PlanDataset", "RenderedDataset", "TrainDataConfig", "eval_clips", "render_eval_clip"]
 
 
 class RenderedDataset(Dataset):
@@ -71,3 +75,49 @@ class RenderedDataset(Dataset):
         if r.stems is not None:
             item["stems"] = torch.from_numpy(r.stems)
         return item
+
+
+class PlanDataset(Dataset):
+    """Map-style dataset of render plans (no audio): item ``i`` is a function of ``(config.seed, epoch, i)``.
+
+    Items are dicts of numpy arrays (:func:`idm.data.batch_render.plan_item`), batched by
+    :func:`idm.data.batch_render.collate_plans` and played on the training device by a
+    :class:`idm.data.batch_render.BatchRenderer` built on :attr:`table`. The same index gives the same clip
+    as :class:`RenderedDataset` (pitch shifting aside: a band-limited resampler on the device, soxr there).
+    ``kit`` is the kit-classifier target (:func:`idm.data.examples.kit_target`: -1 when pools play most classes).
+    """
+
+    def __init__(self, config: TrainDataConfig, kits: list[Kit] | None = None) -> None:
+        self.config = config
+        self.sampler = ExampleSampler(config, kits)
+        self.epoch = 0
+        self._table: LayerTable | None = None
+
+    @property
+    def kit_names(self) -> tuple[str, ...]:
+        return self.sampler.kit_names
+
+    @property
+    def table(self) -> LayerTable:
+        """Global ids of every layer of the kits and pools (what plans refer to)."""
+        if self._table is None:
+            self._table = LayerTable([*self.sampler.kits, *self.sampler.pools])
+        return self._table
+
+    def prepare(self) -> PlanDataset:
+        """Load kits, pools and MIDI and number the layers now (before workers fork); returns self."""
+        self.sampler.prepare()
+        _ = self.table
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.config.examples_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} examples")
+        plan, target = self.sampler.plan(self.epoch, int(index))
+        return plan_item(plan, self.table, target)

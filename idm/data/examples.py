@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,11 +12,12 @@ from idm.classes import CLASSES
 from idm.data.gmd import SPLITS, Events, GrooveMidi, Performance
 from idm.data.kitmap import load_kitmap
 from idm.data.kits import SAMPLE_RATE, Kit, load_kits
+from idm.data.plan import RenderPlan, plan_render
 from idm.data.render import RenderAugment, RenderResult, render
 from idm.data.targets import HOP
 from idm.errors import DataError
 
-__all__ = ["Example", "ExampleSampler", "TrainDataConfig", "training_kit_names"]
+__all__ = ["Example", "ExampleSampler", "TrainDataConfig", "kit_target", "training_kit_names"]
 
 
 def training_kit_names() -> tuple[str, ...]:
@@ -51,6 +53,12 @@ class TrainDataConfig:
         Hits up to this long before a crop are rendered too, so that their tails ring into it.
     max_tries
         Crops without a hit the kit can play are redrawn up to this many times.
+    pools
+        Registered one-shot pools (role ``pool``) that ``augment``'s pool draws take instruments from,
+        besides every instrument of ``kits``.
+    realism
+        Recording-realism effects (``idm.data.effects.RealismConfig``) applied on the training device after
+        rendering, or None.
     """
 
     gmd_root: str | Path
@@ -64,6 +72,8 @@ class TrainDataConfig:
     kits_root: str | Path | None = None
     preroll_seconds: float = 3.0
     max_tries: int = 20
+    pools: tuple[str, ...] = ()
+    realism: Any = None
 
     @property
     def n_samples(self) -> int:
@@ -82,6 +92,22 @@ class TrainDataConfig:
             raise DataError("no kits given")
         if self.preroll_seconds < 0 or self.max_tries < 1:
             raise DataError("preroll_seconds must be >= 0 and max_tries >= 1")
+
+
+def kit_target(sources: np.ndarray, present: np.ndarray) -> int:
+    """Kit-classifier target of an example: the kit that plays at least half of its present classes, else -1.
+
+    ``sources[c]`` is the kit index playing class ``c`` (negative: a pool or procedural voice);
+    ``present[c]`` whether class ``c`` has hits. -1 (the kit loss ignores it) when no kit plays half.
+    """
+    src = sources[present]
+    if src.size == 0:
+        return -1
+    kits, counts = np.unique(src[src >= 0], return_counts=True)
+    if counts.size == 0:
+        return -1
+    best = int(np.argmax(counts))
+    return int(kits[best]) if 2 * counts[best] >= src.size else -1
 
 
 @dataclass(eq=False)
@@ -113,6 +139,7 @@ class ExampleSampler:
         if self._kits is not None and not self._kits:
             raise DataError("an empty kit list was given")
         self.kit_names = tuple(k.name for k in self._kits) if self._kits is not None else tuple(config.kits)
+        self._pools: list[Kit] | None = None
 
     @property
     def kits(self) -> list[Kit]:
@@ -121,14 +148,40 @@ class ExampleSampler:
             self._kits = load_kits(self.kit_names, self.config.kits_root)
         return self._kits
 
+    @property
+    def pools(self) -> list[Kit]:
+        """The one-shot pools (loaded on first use)."""
+        if self._pools is None:
+            self._pools = load_kits(self.config.pools, self.config.kits_root) if self.config.pools else []
+        return self._pools
+
     def prepare(self) -> None:
         """Load kits and parse every performance now (before forking DataLoader workers, to share them)."""
-        _ = self.kits
+        _ = self.kits, self.pools
         for p in self.performances:
             self.gmd.events(p)
 
     def example(self, epoch: int, index: int) -> Example:
-        """Example ``index`` of ``epoch``: deterministic given the config's seed."""
+        """Example ``index`` of ``epoch`` rendered with numpy: deterministic given the config's seed."""
+        k, window, perf, offset, seed = self._draw(epoch, index)
+        cfg = self.config
+        kits = self.kits
+        res = render(window, kits[k], cfg.n_samples, seed, cfg.augment, cfg.stems, mix_kits=kits)
+        return Example(res, k, perf, offset)
+
+    def plan(self, epoch: int, index: int) -> tuple[RenderPlan, int]:
+        """The plan of example ``index`` of ``epoch`` and its kit-classifier target (:func:`kit_target`)."""
+        k, window, _perf, _offset, seed = self._draw(epoch, index)
+        cfg = self.config
+        plan = plan_render(window, self.kits[k], cfg.n_samples, seed, cfg.augment, mix_kits=self.kits,
+                           pools=self.pools)  # fmt: skip
+        present = np.zeros(len(CLASSES), dtype=bool)
+        present[plan.cls[plan.start >= 0]] = True
+        target = kit_target(plan.sources, present) if present.any() else k
+        return plan, target
+
+    def _draw(self, epoch: int, index: int) -> tuple[int, Events, Performance, float, int]:
+        """Kit index, event window, performance, offset and render seed of example ``index`` of ``epoch``."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, epoch, index])
         kits = self.kits
@@ -148,5 +201,4 @@ class ExampleSampler:
             if np.any((window.time >= 0) & have[window.cls]):
                 break
         seed = int(rng.integers(2**62))
-        res = render(window, kit, n, seed, cfg.augment, cfg.stems, mix_kits=kits)
-        return Example(res, k, perf, offset)
+        return k, window, perf, offset, seed

@@ -49,6 +49,9 @@ class TrainingConfig:
     audio_examples: int = 2  #: clips written as WAV (mixture, resynthesis) at each validation
     workers: int = 4  #: data loader worker processes per device
     compile_synth: bool = False  #: torch.compile the synthesizer (GPU: about 25 % faster steps, a minute to compile)
+    #: where training audio is rendered: "device" (plans drawn by the loader workers, audio made on the training
+    #: device by idm.data.batch_render) or "workers" (numpy renders in the loader workers, the original way)
+    render: str = "device"
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +68,7 @@ class TrainingConfig:
             (self.val_examples >= 0 and self.audio_examples >= 0, "training.val_examples and audio_examples must "
              "not be negative"),
             (self.workers >= 0, "training.workers must not be negative"),
+            (self.render in ("device", "workers"), "training.render must be device or workers"),
             (len(self.onset_pos_weight) in (1, len(CLASSES)) and all(w > 0 for w in self.onset_pos_weight),
              f"training.onset_pos_weight must be one positive number or {len(CLASSES)} (one per class: "
              f"{', '.join(CLASSES)})"),
@@ -258,6 +262,16 @@ def data_config(raw: dict[str, Any], source: str = "config", **fixed: Any) -> An
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: config key 'data.augment' must be a mapping or null")
             kwargs[key] = _build(RenderAugment, value, "data.augment", source)
+            continue
+        if key == "realism":
+            if value is None:
+                kwargs[key] = None
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: config key 'data.realism' must be a mapping or null")
+            from idm.data.effects import RealismConfig
+
+            kwargs[key] = _build(RealismConfig, value, "data.realism", source)
             continue
         default = getattr(defaults, key)
         if default is None:

@@ -38,7 +38,7 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
 
     Kits are loaded and MIDI parsed here, once, before data-loader workers fork.
     """
-    from idm.data.dataset import RenderedDataset
+    from idm.data.dataset import PlanDataset, RenderedDataset
     from idm.data.kitmap import load_kitmap
     from idm.data.kits import load_kit_ref
 
@@ -56,7 +56,8 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
     kits = [load_kit_ref(k, kits_root) for k in base.kits]
     kit_names = tuple(k.name for k in kits)
     train_cfg = replace(base, kits=kit_names, kits_root=kits_root)
-    train = RenderedDataset(train_cfg, kits).prepare()
+    on_device = cfg.training.render == "device"
+    train = (PlanDataset if on_device else RenderedDataset)(train_cfg, kits).prepare()
     out = RunData(train, int(train_cfg.examples_per_epoch), kit_names)
     tc = cfg.training
     if tc.val_examples > 0:
@@ -69,6 +70,7 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
             examples_per_epoch=tc.val_examples,
             augment=None,
             stems=False,
+            pools=(),
         )
         val = RenderedDataset(val_cfg, vkits).prepare()
         val.set_epoch(0)
@@ -88,10 +90,15 @@ class IDMDataModule(L.LightningDataModule):
         self.workers = workers
 
     def _loader(self, dataset: Any, sampler: Any) -> DataLoader:
+        from idm.data.batch_render import collate_plans
+        from idm.data.dataset import PlanDataset
+
+        plans = isinstance(dataset.dataset, PlanDataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=collate_plans if plans else None,
             num_workers=self.workers,
             pin_memory=self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator",
             persistent_workers=False,

@@ -106,6 +106,7 @@ class IDMTrainingModule(L.LightningModule):
         self.init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuning run started from
         grid = config.peak_picking.delta_grid if config.peak_picking.tune else ()
         self.delta_grid = tuple(grid)
+        self.renderer: Any = None  # idm.data.batch_render.BatchRenderer: plays plan batches on the device
         self._reset_counts()
 
     # --- forward pieces ---------------------------------------------------------------------------
@@ -175,8 +176,18 @@ class IDMTrainingModule(L.LightningModule):
 
     # --- Lightning hooks --------------------------------------------------------------------------
 
+    def render(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A batch with its audio: plan batches (``hit_b`` ...) are played here, on the module's device."""
+        if "hit_b" not in batch:
+            return batch
+        if self.renderer is None:
+            raise RuntimeError("a batch of render plans needs module.renderer (a BatchRenderer)")
+        audio = self.renderer.to(self.device)(batch)["audio"]
+        return {"audio": audio, "onsets": batch["onsets"], "velocity": batch["velocity"], "kit": batch["kit"]}
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         tc = self.config.training
+        batch = self.render(batch)
         audio = batch["audio"]
         b = audio.shape[0]
         seed = seed_for(tc.seed, self.global_step, self.global_rank)

@@ -43,6 +43,7 @@ RESUMABLE_KEYS = frozenset(
         "audio_examples",
         "precision",
         "compile_synth",
+        "render",
     }
 )
 
@@ -315,6 +316,12 @@ def train(opts: RunOptions) -> RunResult:
     if init is not None:
         module.model.load_state_dict(init[0], strict=True)
         module.init_from = init[1]
+    if tc.render == "device":
+        from idm.data.batch_render import BatchRenderer
+
+        aug = data.train.config.augment
+        module.renderer = BatchRenderer(data.train.table, aug.pitch_semitones if aug is not None else 0.0,
+                                        realism=data.train.config.realism)  # fmt: skip
     dm = IDMDataModule(data, tc.batch_size, tc.workers)
     on_gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
