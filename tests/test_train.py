@@ -401,3 +401,19 @@ def test_init_from_fine_tunes_from_a_model(tiny_data: dict[str, object], tmp_pat
     assert res.exit_code == 1 and "error:" in res.output and not (tmp_path / "y").exists()
     res = _train(tiny_data, tmp_path / "z", "--override", "training.onset_pos_weight=[1.0, 2.0]")
     assert res.exit_code == 1 and "onset_pos_weight must be one positive number or 9" in res.output
+
+
+def test_tuned_deltas_respect_the_precision_floor() -> None:
+    from idm.train.module import tune_deltas
+
+    # counts [D=3 deltas, K=2 classes, (matched, n_est, n_ref)]
+    grid = np.array(
+        [
+            [[10, 20, 10], [5, 30, 10]],  # low delta: many notes; best F for class 0 (20/30) vs class 1 (10/40)
+            [[8, 12, 10], [4, 14, 10]],  # 1.2 and 1.4 notes per hit
+            [[5, 5, 10], [2, 13, 10]],
+        ]
+    )
+    assert tune_deltas(grid).tolist() == [1, 1]  # F: class 0 .667/.727/.667, class 1 .25/.333/.087
+    assert tune_deltas(grid, 1.3).tolist() == [1, 2]  # class 1: only delta 2 sends <= 1.3 notes per hit
+    assert tune_deltas(grid, 1.0).tolist() == [2, 2]  # class 1 meets no floor: the fewest notes

@@ -89,7 +89,9 @@ class PeakPickingConfig:
     """The picker stored with the model (frames; see :class:`idm.peaks.PeakPicking`).
 
     ``post_max = post_avg = 1`` makes it causal (no look-ahead). With ``tune``, one ``delta`` per class
-    is chosen from ``delta_grid`` at each validation to maximise that class's onset F-measure.
+    is chosen from ``delta_grid`` at each validation to maximise that class's onset F-measure among the deltas
+    that send at most ``max_notes_per_hit`` notes per true hit on the validation clips (a precision floor; the
+    largest-delta-that-meets-it, else the delta with the fewest notes, when none of the best does).
     """
 
     pre_max: int = 8
@@ -101,12 +103,15 @@ class PeakPickingConfig:
     threshold: float = 0.0
     tune: bool = False
     delta_grid: tuple[float, ...] = field(default_factory=_default_grid)
+    max_notes_per_hit: float = 0.0  #: precision floor of the tuning (0: none; 1.3 = at most 1.3 notes per hit)
 
     def __post_init__(self) -> None:
         if min(self.pre_max, self.pre_avg, self.wait) < 0 or min(self.post_max, self.post_avg) < 1:
             raise ConfigError("peak_picking: pre_max, pre_avg, wait must be >= 0 and post_max, post_avg >= 1")
         if not self.delta_grid:
             raise ConfigError("peak_picking.delta_grid must not be empty")
+        if self.max_notes_per_hit < 0 or (0 < self.max_notes_per_hit < 1):
+            raise ConfigError("peak_picking.max_notes_per_hit must be 0 (off) or at least 1")
 
     def picker(self, delta: float | tuple[float, ...] | None = None) -> PeakPicking:
         """The :class:`PeakPicking` parameters (optionally with another delta, scalar or per class)."""

@@ -24,7 +24,7 @@ from idm.peaks import PeakPicking, peak_pick
 from idm.train.config import TrainConfig
 from idm.train.losses import MultiResolutionSTFTLoss, kit_loss, onset_loss
 
-__all__ = ["VAL_NOISE_SEED", "IDMTrainingModule", "onset_counts", "seed_for"]
+__all__ = ["VAL_NOISE_SEED", "IDMTrainingModule", "onset_counts", "seed_for", "tune_deltas"]
 
 #: Seed of the fixed synthesizer noise used in validation (the one inference and export use).
 VAL_NOISE_SEED = 1234
@@ -58,6 +58,21 @@ def f_measure(counts: np.ndarray) -> np.ndarray:
     """F-measure from ``[..., 3]`` counts (``2 matched / (n_est + n_ref)``; 1 where both are empty)."""
     total = counts[..., 1] + counts[..., 2]
     return np.where(total > 0, 2.0 * counts[..., 0] / np.maximum(total, 1), 1.0)
+
+
+def tune_deltas(grid: np.ndarray, max_notes_per_hit: float = 0.0) -> np.ndarray:
+    """Per class, the index of the best delta of ``grid [D, K, 3]`` counts (``matched, n_est, n_ref``).
+
+    Best = the highest F-measure among the deltas that send at most ``max_notes_per_hit`` notes per reference
+    hit (all deltas when 0); when no delta meets the floor, the one with the fewest notes.
+    """
+    fg = f_measure(grid)  # [D, K]
+    if max_notes_per_hit <= 0:
+        return fg.argmax(axis=0)
+    ok = grid[..., 1] <= max_notes_per_hit * grid[..., 2]
+    masked = np.where(ok, fg, -1.0)
+    fewest = grid[..., 1].argmin(axis=0)
+    return np.where(ok.any(axis=0), masked.argmax(axis=0), fewest)
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -287,8 +302,7 @@ class IDMTrainingModule(L.LightningModule):
         metrics["val/velocity_corr"] = float(cov / np.sqrt(vx * vy)) if n > 1 and vx > 0 and vy > 0 else 0.0
         metrics.update({f"val/{k}": float(losses[i] / max(losses[-1], 1.0)) for i, k in enumerate(VAL_LOSSES)})
         if self.delta_grid:
-            fg = f_measure(grid)  # [D, K]
-            best = fg.argmax(axis=0)
+            best = tune_deltas(grid, self.config.peak_picking.max_notes_per_hit)
             base = self.config.peak_picking.delta
             deltas = [float(self.delta_grid[best[k]]) if present[k] else float(base) for k in range(len(CLASSES))]
             tuned = np.stack([grid[best[k], k] if present[k] else counts[k] for k in range(len(CLASSES))])
