@@ -1,131 +1,136 @@
-"""Training step time per config (forward + backward + Adam step), on CPU or GPU; prints numbers, asserts nothing.
+"""Training throughput, end to end: clips per second per device, the original pipeline and the fast one, side by side.
 
-The batch is synthetic (noise bursts at random onsets: the cost does not depend on the content), so no
-data is needed. Also times one one-shot bank (inference) per config on the same device.
+Each variant builds the run as ``idm train`` does (config, data pack, loader workers, training module, Adam, the
+config's precision) and times whole optimizer steps, loader included, after a warm-up. Prints numbers, asserts
+nothing.
 
-    python benchmarks/bench_train.py --configs tiny live paper --batch 7 --threads 2
-    python benchmarks/bench_train.py --device cuda --precision bf16-mixed 32-true --batch 7
+- ``before``: the original pipeline: numpy renders in the loader workers (``training.render=workers``), the
+  config's batch, eager PyTorch.
+- ``after``: plans in the workers, audio rendered on the device (``training.render=device``), the fused Triton
+  synthesizer (``training.fused_synth``) where it runs, with ``--compile`` the compiled encoder
+  (``training.compile_encoder``), a larger batch (``--after-batch``), and the config's full data (pools,
+  procedural voices, realism effects): more work per clip than ``before``.
+
+    python benchmarks/bench_train.py --data .pack --configs live paper --device cuda
+    python benchmarks/bench_train.py --data .pack --configs tiny --device cpu --steps 2 --warmup 1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-
-from idm.model import IDMConfig
-from idm.model.sequencer import sequence_mix
-from idm.train.config import TrainConfig, TrainingConfig
-from idm.train.module import IDMTrainingModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def model_config(name: str) -> IDMConfig:
-    import yaml
+def build(name: str, variant: str, args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Module, optimizer, loader iterator and config of one variant."""
+    from idm.train.config import load_config
+    from idm.train.data import IDMDataModule, build_datasets
+    from idm.train.module import IDMTrainingModule
+    from idm.train.run import apply_speedups
+    from idm.train.sampling import EpochStream, StepSampler
 
-    raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    return IDMConfig.from_dict(raw["model"])
-
-
-def synthetic_batch(b: int, seconds: float, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Mixtures of decaying noise bursts at random onsets (about 1 % of frames per class)."""
-    g = torch.Generator().manual_seed(seed)
-    n = round(seconds * 44100 / 256) * 256
-    f = n // 256 + 1
-    onsets = (torch.rand(b, 9, f, generator=g) < 0.01).float()
-    velocity = onsets * torch.rand(b, 9, f, generator=g)
-    shots = torch.randn(b, 9, 8192, generator=g) * torch.exp(-torch.arange(8192) / 1500.0)
-    audio = 0.1 * sequence_mix(velocity, shots, torch.ones(b, 9), 256, n)
-    batch = {"audio": audio, "onsets": onsets, "velocity": velocity, "kit": torch.zeros(b, dtype=torch.long)}
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def bench(name: str, args: argparse.Namespace, precision: str) -> None:
-    device = args.device
-    cfg = TrainConfig(model=model_config(name), training=TrainingConfig(batch_size=args.batch, precision=precision))
-    module = IDMTrainingModule(cfg).to(device)
-    if args.compile:
-        module.model.synth.compile()
+    after = variant == "after"
+    batch = args.after_batch.get(name, 32) if after else None
+    overrides = [
+        "training.val_examples=0",
+        f"training.render={'device' if after else 'workers'}",
+        f"training.fused_synth={'true' if after and args.device == 'cuda' else 'false'}",
+        f"training.compile_encoder={'true' if after and args.device == 'cuda' and args.compile else 'false'}",
+    ]
+    if not after:  # the original recipe's data: the 12 kits, one synthetic room, no pools, no realism effects
+        overrides += ["data.pools=[]", "data.realism=null", "data.augment.room_prob=0.3",
+                      "data.augment.pool_kit_prob=0", "data.augment.pool_class_prob=0",
+                      "data.augment.procedural_prob=0"]  # fmt: skip
+    if batch:
+        overrides.append(f"training.batch_size={batch}")
+    cfg, _ = load_config(ROOT / "configs" / f"{name}.yaml", overrides)
+    tc = cfg.training
+    data = build_datasets(cfg, args.data)
+    module = IDMTrainingModule(cfg).to(args.device)
+    apply_speedups(module, tc, data)
     opt = module.configure_optimizers()
-    batch = synthetic_batch(args.batch, args.seconds, device)
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    noise = module._noise(args.batch, 0)
-    times = []
-    for i in range(args.warmup + args.steps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            res = module.step(batch, noise, batch["kit"])
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t)
-    with torch.no_grad():
-        kit = torch.full((cfg.model.encoder.n_kits,), 1.0 / cfg.model.encoder.n_kits, device=device)
-        bank_noise = module.model.noise(1234).to(device)
-        module.model.synthesize(kit, bank_noise)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        module.model.synthesize(kit, bank_noise)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        bank = time.perf_counter() - t
-    if args.profile:
-        from torch.profiler import ProfilerActivity, profile
+    dm = IDMDataModule(data, tc.batch_size, args.workers)
+    total = args.warmup + args.steps
+    sampler = StepSampler(tc.batch_size, total, 0, 0, 1)
+    loader = dm._loader(EpochStream(data.train, data.train_examples), sampler)
+    return module, opt, iter(loader), cfg
 
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        with profile(activities=acts) as prof:
-            with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                res = module.step(batch, noise, batch["kit"])
-            res["loss"].backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
-        key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
-    mem = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
-    times.sort()
-    print(
-        f"{name:6s} {precision:10s} batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s) {device}: "
-        f"step median {times[len(times) // 2]:.3f} s (min {times[0]:.3f}, {len(times)} steps); "
-        f"one bank (inference) {bank:.3f} s{mem}",
-        flush=True,
-    )
-    if device == "cuda":
+
+def run(name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
+    module, opt, it, cfg = build(name, variant, args)
+    tc = cfg.training
+    dev = torch.device(args.device)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(tc.precision)
+    cuda = dev.type == "cuda"
+    times, waits = [], []
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
+    for i in range(args.warmup + args.steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        batch = next(it)
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        t1 = time.perf_counter()
+        with torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            res = module.training_loss(batch, i)
+        res["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            times.append(t2 - t0)
+            waits.append(t1 - t0)
+    step = sum(times) / len(times)
+    out = {
+        "batch": float(tc.batch_size),
+        "clips_s": tc.batch_size / step,
+        "step_ms": 1e3 * step,
+        "wait_ms": 1e3 * sum(waits) / len(waits),
+        "mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+        "loss": float(res["loss"]),
+    }
+    line = f"{name:6s} {variant:6s} batch {tc.batch_size:4d}: {out['clips_s']:8.1f} clips/s  "
+    line += f"step {out['step_ms']:7.1f} ms (loader wait {out['wait_ms']:6.1f} ms)  "
+    line += f"peak {out['mem_gib']:.1f} GiB  loss {out['loss']:.3f}"
+    print(line, flush=True)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=["tiny", "live", "paper"])
-    p.add_argument("--batch", type=int, default=7)
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", nargs="+", default=["32-true"])
-    p.add_argument("--profile", type=int, default=0, help="print the N most costly ops of one step")
-    p.add_argument("--compile", action="store_true", help="torch.compile the synthesizer")
+    p.add_argument("--data", type=Path, required=True, help="data pack (idm data pack) or GMD root")
+    p.add_argument("--configs", nargs="+", default=["live", "paper"])
+    p.add_argument("--variants", nargs="+", default=["before", "after"], choices=["before", "after"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--after-batch", nargs="*", default=["live=64", "paper=32"], help="NAME=BATCH of 'after'")
+    p.add_argument("--compile", action="store_true", help="'after' with the compiled encoder")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    args.after_batch = {k: int(v) for k, v in (x.split("=") for x in args.after_batch)}
     if args.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    print(f"torch {torch.__version__}, device {args.device}" + (
-        f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))  # fmt: skip
+        torch.set_float32_matmul_precision("high")
+        print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}, {args.workers} loader workers", flush=True)
+    results = {}
     for name in args.configs:
-        for precision in args.precision:
-            bench(name, args, precision)
+        for variant in args.variants:
+            results[(name, variant)] = run(name, variant, args)
+        if ("before" in args.variants) and ("after" in args.variants):
+            b, a = results[(name, "before")], results[(name, "after")]
+            print(f"{name}: after / before = {a['clips_s'] / b['clips_s']:.2f}x clips/s", flush=True)
 
 
 if __name__ == "__main__":

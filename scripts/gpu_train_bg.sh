@@ -11,8 +11,8 @@
 #
 # - The repository (with the data pack in .pack and the carried wheels in .whl) is copied to /root/idm once,
 #   so runs never read the per-call copy of the working tree.
-# - A run resumes from /root/runs/NAME/last.ckpt, or on a fresh machine from .resume/NAME/ (last.ckpt and
-#   config.yaml of the previous chunk, brought back by collect).
+# - A run resumes from /root/runs/NAME/last.ckpt, or on a fresh machine from resume/NAME/ (last.ckpt and
+#   config.yaml of the previous chunk, brought back by collect and committed: the next session may be a fresh machine).
 # - GPUS is a CUDA_VISIBLE_DEVICES list; more than one GPU trains with DDP (--devices = their number), on a
 #   master port of its own per run.
 # - Keep the machine warm: call collect again within 30 s of the previous call's end.
@@ -54,8 +54,8 @@ start)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /root/idm/.whl/*.whl
   fi
   RUN=/root/runs/$NAME
-  if [ ! -f "$RUN/last.ckpt" ] && [ -f "/root/idm/.resume/$NAME/last.ckpt" ]; then
-    mkdir -p "$RUN" && cp /root/idm/.resume/"$NAME"/{last.ckpt,config.yaml} "$RUN/"
+  if [ ! -f "$RUN/last.ckpt" ] && [ -f "/root/idm/resume/$NAME/last.ckpt" ]; then
+    mkdir -p "$RUN" && cp /root/idm/resume/"$NAME"/{last.ckpt,config.yaml} "$RUN/"
   fi
   RESUME=()
   [ -f "$RUN/last.ckpt" ] && RESUME=(--resume)

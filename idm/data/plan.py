@@ -224,14 +224,14 @@ def plan_render(
             sources[c] = -1
             mains[c], procedural[c] = ins, ins is None
             continue
-        src, pos = kit, kit_pos
+        src, src_pos = kit, kit_pos
         if mixing and aug is not None and rng.random() < aug.mix_class_prob:
             donors = [(j, k) for j, k in enumerate(mix_kits) if k.has(name)]
             if donors:
-                pos, src = donors[int(rng.integers(len(donors)))]
+                src_pos, src = donors[int(rng.integers(len(donors)))]
         m = src.main(name)
         mains[c] = m[int(rng.integers(len(m)))] if aug is not None else m[0]
-        sources[c] = pos
+        sources[c] = src_pos
         if pooled and aug is not None and rng2 is not None and rng2.random() < aug.pool_class_prob:
             ins = _pool_draw(name, pools, mix_kits, aug, rng2)
             sources[c] = -1

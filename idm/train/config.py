@@ -52,6 +52,8 @@ class TrainingConfig:
     #: where training audio is rendered: "device" (plans drawn by the loader workers, audio made on the training
     #: device by idm.data.batch_render) or "workers" (numpy renders in the loader workers, the original way)
     render: str = "device"
+    fused_synth: bool = False  #: the synthesizer's Triton kernels (CUDA only; idm.model.fused_tcn)
+    compile_encoder: bool = False  #: torch.compile the encoder and the transcription head
 
     def __post_init__(self) -> None:
         checks = [

@@ -200,18 +200,23 @@ class IDMTrainingModule(L.LightningModule):
         audio = self.renderer.to(self.device)(batch)["audio"]
         return {"audio": audio, "onsets": batch["onsets"], "velocity": batch["velocity"], "kit": batch["kit"]}
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: dict[str, torch.Tensor], step: int, rank: int = 0) -> dict[str, Any]:
+        """Render (plan batches), random gain, :meth:`step`: the losses of training step ``step`` on ``rank``."""
         tc = self.config.training
         batch = self.render(batch)
         audio = batch["audio"]
         b = audio.shape[0]
-        seed = seed_for(tc.seed, self.global_step, self.global_rank)
+        seed = seed_for(tc.seed, step, rank)
         g = torch.Generator(device=self.device).manual_seed(seed)
         u = torch.rand(b, generator=g, device=self.device)
         level = tc.gain_min + (tc.gain_max - tc.gain_min) * torch.rand(b, generator=g, device=self.device)
         gain = torch.where(u < tc.gain_prob, level, torch.ones_like(level))
         batch = {**batch, "audio": audio * gain[:, None]}
-        res = self.step(batch, self._noise(b, seed + 1), batch["kit"])
+        return self.step(batch, self._noise(b, seed + 1), batch["kit"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        res = self.training_loss(batch, self.global_step, self.global_rank)
+        b = res["mix"].shape[0]
         on_step = {"train/loss": res["loss"].detach(), "train/stft": res["stft"], "train/onset": res["onset"],
                    "train/kit": res["kit"]}  # fmt: skip
         self.log_dict(on_step, prog_bar=False, on_step=True, on_epoch=False, batch_size=b)
@@ -320,7 +325,8 @@ class IDMTrainingModule(L.LightningModule):
         return t.cpu().numpy().astype(x.dtype)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.config.training.lr)
+        fused = self.device.type == "cuda"  # one kernel for the whole update; the same state (resumable either way)
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.training.lr, fused=fused)
 
     # --- checkpoint state beyond the weights ------------------------------------------------------
 

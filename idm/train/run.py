@@ -44,6 +44,8 @@ RESUMABLE_KEYS = frozenset(
         "precision",
         "compile_synth",
         "render",
+        "fused_synth",
+        "compile_encoder",
     }
 )
 
@@ -255,6 +257,25 @@ def save_last(trainer: Any, out: Path) -> None:
     trainer.strategy.barrier("idm-saved-last")
 
 
+def apply_speedups(module: Any, tc: Any, data: Any) -> None:
+    """What ``training`` asks of the step's speed: the device renderer, the fused or compiled synthesizer, the
+    compiled encoder. None of them changes parameter names, checkpoints or what is learnt."""
+    if tc.render == "device":
+        from idm.data.batch_render import BatchRenderer
+
+        aug = data.train.config.augment
+        module.renderer = BatchRenderer(
+            data.train.table, aug.pitch_semitones if aug is not None else 0.0, realism=data.train.config.realism
+        )
+    if tc.fused_synth:
+        module.model.synth.use_fused(True)  # Triton kernels on CUDA tensors; the PyTorch path elsewhere
+    elif tc.compile_synth:
+        module.model.synth.compile()  # in place: parameter names (and checkpoints) are unchanged
+    if tc.compile_encoder:
+        module.model.encoder.compile()
+        module.model.head.compile()
+
+
 def _callbacks(opts: RunOptions, file_sha: str, t_start: float) -> list[Any]:
     import lightning as L
 
@@ -316,18 +337,11 @@ def train(opts: RunOptions) -> RunResult:
     if init is not None:
         module.model.load_state_dict(init[0], strict=True)
         module.init_from = init[1]
-    if tc.render == "device":
-        from idm.data.batch_render import BatchRenderer
-
-        aug = data.train.config.augment
-        module.renderer = BatchRenderer(data.train.table, aug.pitch_semitones if aug is not None else 0.0,
-                                        realism=data.train.config.realism)  # fmt: skip
+    apply_speedups(module, tc, data)
     dm = IDMDataModule(data, tc.batch_size, tc.workers)
     on_gpu = opts.accelerator in ("gpu", "cuda") or (opts.accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
         torch.set_float32_matmul_precision("high")
-    if tc.compile_synth:
-        module.model.synth.compile()  # in place: parameter names (and checkpoints) are unchanged
     trainer = L.Trainer(
         accelerator="gpu" if opts.accelerator == "cuda" else opts.accelerator,
         devices=opts.devices,
