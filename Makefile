@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REF    ?= ../shared/reference/idm-official
 MODEL  ?= $(firstword $(wildcard $(REF)/checkpoint/*.ckpt))
-SYSTEM_PACKAGES := libsndfile1 libportaudio2 libasound2 jackd2 hydrogen-drumkits avldrums.lv2-soundfont
+SYSTEM_PACKAGES := libsndfile1 libportaudio2 libasound2 jackd2 hydrogen-drumkits avldrums.lv2-soundfont lmms-common sonic-pi-samples
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup system demo test lint bench clean

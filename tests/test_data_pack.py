@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datafixtures import make_folder_kit, make_gmd, make_hydrogen_kit, write_midi
+from datafixtures import make_folder_kit, make_gmd, make_hydrogen_kit, one_shot, write_midi, write_wav
 from typer.testing import CliRunner
 
 from idm.classes import CLASSES
@@ -60,6 +60,34 @@ def test_pack_round_trip(tmp_path: Path, kits_root: Path) -> None:
         np.testing.assert_array_equal(g.events(p).time, src.events(p).time)
     with pytest.raises(DataError, match="no kit 'ForzeeStereo' in this pack"):
         load_pack_kits(out, ["ForzeeStereo"])
+
+
+def test_pack_round_trip_with_a_pool(tmp_path: Path) -> None:
+    # A kits root with lmms-like folders: the registered "LMMS Pool" finds its files there.
+    root = tmp_path / "share"
+    drums, beats = root / "lmms" / "samples" / "drums", root / "lmms" / "samples" / "beats"
+    for i, (name, freq) in enumerate([("kick01", 55), ("snare02", 200), ("hihat_closed01", 7000),
+                                      ("hihat_foot_pedal01", 5000), ("tom03", 80), ("clap01", 900)]):  # fmt: skip
+        write_wav(drums / f"{name}.wav", one_shot(0.3, freq, i))
+    write_wav(beats / "break01.wav", one_shot(1.0, 100, 9))
+    gmd = make_gmd(tmp_path / "gmd")
+    out = tmp_path / "pack"
+    rep = write_pack(gmd, out, root, kits=["LMMS Pool"])
+    assert rep.kits == 1 and rep.layers == 5  # the clap and the loop are not in the pool
+    meta = json.loads((out / "kits.json").read_text())
+    assert [(k["name"], k["role"], k["license"]) for k in meta["kits"]] == [("LMMS Pool", "pool", "GPL-2+")]
+    (orig,) = load_kits(["LMMS Pool"], root)
+    (packed,) = load_pack_kits(out)
+    assert packed.role == "pool" and packed.present == orig.present == (
+        "kick", "snare", "hihat_closed", "tom_floor")  # fmt: skip
+    for cls in CLASSES:
+        for ia, ib in zip(orig.instruments[cls], packed.instruments[cls], strict=True):
+            assert (ia.name, ia.notes) == (ib.name, ib.notes)
+            (la,), (lb,) = ia.layers, ib.layers
+            step = la.gain * float(np.abs(la.audio).max()) / 32767
+            np.testing.assert_allclose(lb.audio * lb.gain, la.audio * la.gain, rtol=0, atol=0.51 * step)
+    assert [i.notes for i in packed.instruments["hihat_closed"]] == [(), (44,)]
+    assert load_kit("LMMS Pool", out).role == "pool"  # a pack is a kits root for pools too
 
 
 def test_pack_refuses_to_overwrite(tmp_path: Path, kits_root: Path) -> None:

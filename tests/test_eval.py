@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from idm.classes import CLASSES, GROUPS
 from idm.cli import app
 from idm.data.evalset import EvalClip
+from idm.data.kitmap import load_kitmap
 from idm.eval.groups import group_onsets, group_stems, merge_onsets
 from idm.eval.metrics import is_silent, lsd, onset_f, sdr, si_sdr
 from idm.eval.report import summarize
@@ -216,7 +217,7 @@ def eval_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         rows.append(f"drummer1,drummer1/session1,drummer1/session1/{i},rock,120,beat,4-4,{rel},,{secs},{split}")
     (gmd / "info.csv").write_text("\n".join(rows) + "\n")
     return {"gmd": gmd, "kit_a": _kit(root / "kitA", 0), "kit_b": _kit(root / "kitB", 1),
-            "kit_u": _kit(root / "kitU", 2)}  # fmt: skip
+            "kit_u": _kit(root / "kitU", 2), "kit_v": _kit(root / "kitV", 3)}  # fmt: skip
 
 
 def _eval_args(d: dict[str, Path], out: Path, *systems: str, clip_seconds: float = 2.0) -> list[str]:
@@ -277,6 +278,42 @@ def test_eval_end_to_end(eval_data: dict[str, Path], tiny_ckpt: Path, tmp_path: 
 
     again = runner.invoke(app, args)  # never overwrites without --force
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_unseen_set_plays_every_clip_with_every_kit(eval_data: dict[str, Path], tmp_path: Path) -> None:
+    from idm.eval.sets import build_sets, default_kits
+
+    # By default the unseen set is every registered held-out kit; the seen set the acoustic training kits (no pools).
+    assert default_kits("unseen") == load_kitmap().names(("validation",)) and len(default_kits("unseen")) >= 3
+    assert "LMMS Pool" not in default_kits("seen") and "The Black Pearl 1.0" in default_kits("seen")
+    d = eval_data
+    seen, unseen = build_sets(d["gmd"], ("seen", "unseen"), seen_kits=[str(d["kit_a"]), str(d["kit_b"])],
+                              unseen_kits=[str(d["kit_u"]), str(d["kit_v"])], clip_seconds=2.0)  # fmt: skip
+    assert [c.kit_name for c in seen.clips] == ["kitA", "kitB"] and not seen.every_kit
+    assert [c.kit_name for c in unseen.clips] == ["kitU", "kitU", "kitV", "kitV"] and unseen.every_kit
+    assert unseen.clips_per_kit() == {"kitU": 2, "kitV": 2}
+    # The same MIDI windows and seeds for every kit, and the same as the seen set's.
+    windows = [(c.midi_path, c.offset_s, c.seed) for c in seen.clips]
+    assert [(c.midi_path, c.offset_s, c.seed) for c in unseen.clips] == windows * 2
+    again = build_sets(d["gmd"], ("unseen",), unseen_kits=[str(d["kit_u"]), str(d["kit_v"])], clip_seconds=2.0)
+    assert again[0].clips == unseen.clips  # deterministic
+
+    out = tmp_path / "perkit"
+    args = [*_eval_args(d, out, "m=mixture", "ceiling=oracle"), "--set", "unseen", "--max-clips", "1"]
+    args[args.index("--unseen-kits") + 1] = f"{d['kit_u']},{d['kit_v']}"
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    assert r["sets"]["unseen"]["clips"] == 2 and r["sets"]["unseen"]["kits"] == ["kitU", "kitV"]
+    assert [c["clip"]["kit"] for c in r["clips"] if c["system"] == "m"] == ["kitU", "kitV"]
+    summ = {s["system"]: s for s in r["summary"]}
+    assert list(summ["m"]["kits"]) == ["kitU", "kitV"] and summ["m"]["kits"]["kitU"]["clips"] == 1
+    assert summ["ceiling"]["kits"]["kitV"]["macro"]["f50_groups"] == pytest.approx(1.0)
+    pooled = summ["m"]["macro"]["masked_sdr_groups"]
+    per = [k["macro"]["masked_sdr_groups"] for k in summ["m"]["kits"].values()]
+    assert pooled == pytest.approx(np.mean(per), abs=1.5)  # pooled over clips; per kit over each kit's clip
+    md = (out / "results.md").read_text()
+    assert "## Per kit" in md and "| m | unseen | kitU | 1 |" in md and "| ceiling | unseen | kitV | 1 | 1.000† |" in md
 
 
 def test_eval_single_set_and_max_clips(eval_data: dict[str, Path], tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""``idm data``: list kits, render MIDI with a kit for listening, build the training pack."""
+"""``idm data``: list kits, render MIDI with a kit for listening, build the training pack, check sample leaks."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import typer
 from idm.errors import IDMError
 
 if TYPE_CHECKING:
+    from idm.data.fingerprint import FingerprintReport
     from idm.data.kits import Kit
 
 app = typer.Typer(
-    help="Training data: the registered drum kits, rendering MIDI with them, the training pack.",
+    help="Training data: the registered drum kits and pools, rendering MIDI with them, the training pack, "
+    "the check that no evaluation sample leaks into training.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,7 +41,7 @@ def _kit(name: str, root: Path | None) -> Kit:
 
 @app.command()
 def kits(kits_root: KitsRoot = None) -> None:
-    """Table of the registered kits: role, classes present, layers, license."""
+    """Table of the registered kits and pools: role, classes present, layers, license."""
     from rich.console import Console
     from rich.table import Table
 
@@ -112,7 +114,7 @@ def pack(
     kits_root: KitsRoot = None,
     force: Annotated[bool, typer.Option(help="Replace an existing pack folder.")] = False,
 ) -> None:
-    """Build the training pack: every registered kit as FLAC + metadata, GMD train/validation MIDI."""
+    """Build the training pack: every registered kit and pool as FLAC + metadata, GMD train/validation MIDI."""
     from rich.console import Console
 
     from idm.data.pack import write_pack
@@ -127,3 +129,76 @@ def pack(
         f"{rep.path}: {rep.bytes / 2**20:.1f} MiB, {rep.kits} kits ({rep.layers} layers), "
         f"{rep.performances} GMD performances"
     )
+
+
+@app.command()
+def fingerprint(
+    kits_root: KitsRoot = None,
+    check: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated kit names or paths to check (default: the unseen kits, role validation)."),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated kit names or paths they must not copy (default: training kits and pools)."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Similarity (cosine, 0-1) from which two samples count as the same recording.")
+    ] = 0.9,
+    top: Annotated[int, typer.Option(help="Also list this many of the most similar pairs.")] = 5,
+    reserved: Annotated[
+        bool, typer.Option(help="Also compare the reserved evaluation sounds, where installed, with every kit loaded.")
+    ] = True,
+) -> None:
+    """Check that no evaluation-kit sample copies a training kit or pool sample (onset-aligned cosine).
+
+    By default every sample of the unseen kits (role validation) is compared with every sample of
+    the training kits (roles training, augmentation) and pools, and the reserved evaluation sounds,
+    when installed, with all of them. Prints per checked kit its most similar pair; exits with 1
+    when a pair reaches the threshold.
+    """
+    from idm.data.fingerprint import Sample, compare, kit_samples, reserved_samples
+    from idm.data.kitmap import load_kitmap
+    from idm.data.kits import DEFAULT_KITS_ROOT
+
+    def refs(text: str | None, roles: tuple[str, ...]) -> list[str]:
+        return [k.strip() for k in text.split(",") if k.strip()] if text else load_kitmap().names(roles)
+
+    reports = []
+    try:
+        checked = [_kit(k, kits_root) for k in refs(check, ("validation",))]
+        others = [_kit(k, kits_root) for k in refs(against, ("training", "augmentation", "pool"))]
+        other_samples = [s for k in others for s in kit_samples(k)]
+        checked_samples = [s for k in checked for s in kit_samples(k)]
+        rep = compare(checked_samples, other_samples, threshold, top)
+        typer.echo(f"checked kits against {rep.references} samples of {len(others)} kits and pools:")
+        _print_matches(rep)
+        reports.append(rep)
+        root = kits_root if kits_root is not None else DEFAULT_KITS_ROOT
+        found: list[Sample] = reserved_samples(root) if reserved and not (root / "kits.json").is_file() else []
+        if found:
+            res = compare(found, other_samples + checked_samples, threshold, top)
+            typer.echo(f"reserved evaluation sounds against all {res.references} samples above:")
+            _print_matches(res)
+            reports.append(res)
+        elif reserved:
+            typer.echo(f"reserved evaluation sounds: none installed under {root}, not compared")
+    except IDMError as e:
+        _fail(e)
+    bad = [(c, a, b) for r in reports for c, a, b in r.above]
+    for c, a, b in bad[:20]:
+        typer.echo(f"error: {a.kit}: {a.label} ~ {b.kit}: {b.label} (similarity {c:.3f})", err=True)
+    if bad:
+        typer.echo(f"error: {len(bad)} sample pairs reach the threshold {threshold:g}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_matches(rep: FingerprintReport) -> None:
+    width = max((len(m.kit) for m in rep.matches), default=4)
+    for m in rep.matches:
+        typer.echo(f"  {m.kit:<{width}}  {m.samples:4d} samples  max {m.cosine:.3f}  "
+                   f"{m.sample} ~ {m.other_kit}: {m.other_sample}")  # fmt: skip
+    if rep.top:
+        typer.echo("  most similar pairs:")
+        for c, a, b in rep.top:
+            typer.echo(f"    {c:.3f}  {a.kit}: {a.label} ~ {b.kit}: {b.label}")

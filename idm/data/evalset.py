@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +37,13 @@ def eval_clips(
     clip_seconds: float = 10.0,
     per_file: int = 1,
     seed: int = 0,
+    every_kit: bool = False,
 ) -> list[EvalClip]:
     """Clips of every performance of ``split`` at least ``clip_seconds`` long, ``per_file`` each.
 
-    Offsets are random (sample-aligned, never a clip without hits); kits take turns in the given
-    order (default: the registered validation kits).
+    Offsets are random (sample-aligned, never a clip without hits). Kits take turns in the given
+    order (default: the registered validation kits), or with ``every_kit`` each kit plays every
+    clip (kit by kit, the same MIDI windows and seeds), so that every kit has as many clips.
     """
     if clip_seconds <= 0 or per_file < 1:
         raise DataError(f"clip_seconds must be positive and per_file >= 1, got {clip_seconds}, {per_file}")
@@ -49,7 +51,7 @@ def eval_clips(
     if not names:
         raise DataError("no kits given for the evaluation clips")
     gmd = GrooveMidi(gmd_root)
-    out: list[EvalClip] = []
+    out: list[EvalClip] = []  # kit "-" for now
     for f, p in enumerate(gmd.split(split)):
         if p.duration < clip_seconds:
             continue
@@ -61,9 +63,10 @@ def eval_clips(
                 offset = int(rng.uniform(0.0, p.duration - clip_seconds) * SAMPLE_RATE) / SAMPLE_RATE
                 if len(ev.window(offset, offset + clip_seconds)):
                     break
-            kit = names[len(out) % len(names)]
-            out.append(EvalClip(str(gmd.midi_path(p)), offset, kit, int(rng.integers(2**31)), clip_seconds))
-    return out
+            out.append(EvalClip(str(gmd.midi_path(p)), offset, "-", int(rng.integers(2**31)), clip_seconds))
+    if every_kit:
+        return [replace(c, kit_name=k) for k in names for c in out]
+    return [replace(c, kit_name=names[i % len(names)]) for i, c in enumerate(out)]
 
 
 def render_eval_clip(clip: EvalClip, kit: Kit) -> tuple[np.ndarray, np.ndarray, Events]:

@@ -2,11 +2,14 @@
 
 Every sample becomes float32 mono at 44.1 kHz, trimmed to start at its attack (0.5 ms before the
 first sample within 40 dB of the peak) and to end 60 dB under its peak; each instrument's
-loudest layer is scaled to its class's loudness target (``kitmap.yaml``).
+loudest layer is scaled to its class's loudness target (``kitmap.yaml``). Registered one-shot
+pools (:mod:`idm.data.pools`) load like kits, with role ``pool``. The sounds that ``kitmap.yaml``
+reserves for independent evaluation are refused by every loader.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -16,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from idm.classes import CLASSES
-from idm.data.kitmap import Assignment, KeySpec, KitEntry, KitMap, load_kitmap
+from idm.data.kitmap import Assignment, FileSpec, KeySpec, KitEntry, KitMap, load_kitmap
 from idm.data.sf2 import read_sf2
 from idm.errors import DataError
 
@@ -31,10 +34,13 @@ __all__ = [
     "load_kit",
     "load_kit_ref",
     "load_kits",
+    "load_oneshots",
     "load_sf2",
     "loudness_db",
     "normalise",
+    "pool_kits",
     "prepare_sample",
+    "read_audio",
     "training_kits",
     "validation_kits",
 ]
@@ -44,9 +50,9 @@ SAMPLE_RATE = 44100
 DEFAULT_KITS_ROOT = Path("/usr/share")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff")
 _INSTALL_HINT = (
-    "install the Debian packages hydrogen-drumkits and avldrums.lv2-soundfont "
-    "(apt-get install hydrogen-drumkits avldrums.lv2-soundfont), pass the kits root, or use a data pack "
-    "made by 'idm data pack'"
+    "install the Debian packages hydrogen-drumkits, avldrums.lv2-soundfont, lmms-common and sonic-pi-samples "
+    "(apt-get install hydrogen-drumkits avldrums.lv2-soundfont lmms-common sonic-pi-samples), pass the kits root, "
+    "or use a data pack made by 'idm data pack'"
 )
 
 
@@ -141,13 +147,31 @@ def prepare_sample(x: np.ndarray, sr: int, semitones: float = 0.0, name: str = "
     return x
 
 
-def _read(path: Path, semitones: float = 0.0) -> np.ndarray:
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a sample file (WAV, FLAC, Ogg Vorbis, AIFF) as float32 ``[frames, channels]`` and its rate.
+
+    A RIFF/WAVE file that wraps an Ogg Vorbis stream (format tag 0x674f, as lmms-common's
+    ``kick04.ogg``) is decoded from its embedded Ogg stream.
+    """
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: sample file not found")
     try:
         x, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-        raise DataError(f"{path}: unreadable sample ({str(e).splitlines()[0]})") from None
+        data = path.read_bytes()
+        at = data.find(b"OggS", 12, 4096)
+        if data[:4] != b"RIFF" or at < 0:
+            raise DataError(f"{path}: unreadable sample ({str(e).splitlines()[0]})") from None
+        try:
+            x, sr = sf.read(io.BytesIO(data[at:]), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e2:
+            raise DataError(f"{path}: unreadable sample ({str(e2).splitlines()[0]})") from None
+    return x, int(sr)
+
+
+def _read(path: Path, semitones: float = 0.0) -> np.ndarray:
+    x, sr = read_audio(path)
     return prepare_sample(x, sr, semitones, str(path))
 
 
@@ -211,10 +235,11 @@ def load_hydrogen(
         Scale each instrument's loudest layer to its class target.
     """
     folder = Path(folder)
+    km = kitmap or load_kitmap()
+    km.reserved.check(folder, "Hydrogen kit")
     xml = folder / "drumkit.xml"
     if not xml.is_file():
         raise DataError(f"{folder}: not a Hydrogen kit (no drumkit.xml)")
-    km = kitmap or load_kitmap()
     try:
         root = ET.parse(xml).getroot()  # noqa: S314 -- a local kit file the user chose, no network input
     except ET.ParseError as e:
@@ -222,6 +247,7 @@ def load_hydrogen(
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != ns + "drumkit_info":
         raise DataError(f"{xml}: not a Hydrogen drumkit (root element <{root.tag}>)")
+    km.reserved.check(_text(root, "name", ns, "") or "", "Hydrogen kit")
     out = _empty()
     for el in root.iter(ns + "instrument"):
         iname = _text(el, "name", ns, "") or ""
@@ -270,7 +296,9 @@ def load_sf2(
     """
     path = Path(path)
     km = kitmap or load_kitmap()
+    km.reserved.check(path, "SoundFont")
     sf2 = read_sf2(path)
+    km.reserved.check(sf2.info.get("INAM", ""), "SoundFont")
     out = _empty()
     for cls, specs in (mapping or km.sf2_default).items():
         for spec in specs:
@@ -319,9 +347,10 @@ def load_folder(
     are alternatives (the renderer picks one per example).
     """
     folder = Path(folder)
+    km = kitmap or load_kitmap()
+    km.reserved.check(folder, "one-shot folder")
     if not folder.is_dir():
         raise DataError(f"{folder}: one-shot folder not found")
-    km = kitmap or load_kitmap()
     out = _empty()
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     taken: set[Path] = set()
@@ -330,6 +359,7 @@ def load_folder(
         found = sorted(p for p in sub.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) if sub.is_dir() else []
         found += [p for p in files if p.name.lower().startswith(cls) and p not in taken]
         for p in found:
+            km.reserved.check(p, "sample")
             taken.add(p)
             out[cls].append(Instrument(p.stem, (Layer(_read(p), 0.0, 1.0, 1.0),)))
     inst = _finish(out)
@@ -345,7 +375,60 @@ def load_folder(
     )
 
 
+def load_oneshots(
+    folder: str | Path,
+    files: dict[str, tuple[FileSpec, ...]],
+    *,
+    name: str | None = None,
+    license: str = "unknown (user kit)",
+    kitmap: KitMap | None = None,
+    normalise_loudness: bool = True,
+) -> Kit:
+    """Load a kit from named one-shot files of a folder: per class, instruments of one or more files.
+
+    Parameters
+    ----------
+    folder
+        Where the files are.
+    files
+        Class -> :class:`~idm.data.kitmap.FileSpec` (files as velocity layers, softest first: ``n``
+        files tile velocities 0-1 in ``n`` equal ranges; ``notes`` makes an articulation).
+    name, license, kitmap, normalise_loudness
+        As for :func:`load_folder`.
+    """
+    folder = Path(folder)
+    km = kitmap or load_kitmap()
+    km.reserved.check(folder, "one-shot folder")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: one-shot folder not found")
+    out = _empty()
+    for cls, specs in files.items():
+        if cls not in out:
+            raise DataError(f"{folder}: unknown class {cls!r}; expected one of {', '.join(CLASSES)}")
+        for spec in specs:
+            n = len(spec.files)
+            layers = []
+            for j, f in enumerate(spec.files):
+                km.reserved.check(folder / f, "sample")
+                layers.append(Layer(_read(folder / f, spec.pitch), j / n, (j + 1) / n, 1.0))
+            label = Path(spec.files[0]).stem if n == 1 else "+".join(Path(f).stem for f in spec.files)
+            out[cls].append(Instrument(label, tuple(layers), spec.notes))
+    inst = _finish(out)
+    if not any(inst.values()):
+        raise DataError(f"{folder}: no one-shot files given for any class")
+    return Kit(
+        name=name or folder.name,
+        license=license,
+        instruments=normalise(inst, km) if normalise_loudness else inst,
+        source=str(folder),
+    )
+
+
 def _load_entry(entry: KitEntry, root: Path, km: KitMap) -> Kit:
+    if entry.source == "pool":
+        from idm.data.pools import load_pool
+
+        return load_pool(entry, root, km)
     loc = entry.location(root)
     if not loc.exists():
         raise DataError(f"kit {entry.name!r} not found at {loc}: {_INSTALL_HINT}")
@@ -353,6 +436,8 @@ def _load_entry(entry: KitEntry, root: Path, km: KitMap) -> Kit:
         kit = load_hydrogen(loc, entry.overrides, name=entry.name, license=entry.license, kitmap=km)
     elif entry.source == "sf2":
         kit = load_sf2(loc, entry.sf2_map, name=entry.name, license=entry.license, kitmap=km)
+    elif entry.files is not None:
+        kit = load_oneshots(loc, entry.files, name=entry.name, license=entry.license, kitmap=km)
     else:
         kit = load_folder(loc, name=entry.name, license=entry.license, kitmap=km)
     kit.author, kit.role, kit.comment = entry.author, entry.role, entry.comment
@@ -364,7 +449,7 @@ def _is_pack(root: Path) -> bool:
 
 
 def load_kit(name: str, root: str | Path | None = None, kitmap: KitMap | None = None) -> Kit:
-    """A registered kit by name, from the kits root (default ``/usr/share``) or from a data pack folder."""
+    """A registered kit or pool by name, from the kits root (default ``/usr/share``) or from a data pack folder."""
     root = Path(root) if root is not None else DEFAULT_KITS_ROOT
     if _is_pack(root):
         from idm.data.pack import load_pack_kits
@@ -375,7 +460,7 @@ def load_kit(name: str, root: str | Path | None = None, kitmap: KitMap | None = 
 
 
 def load_kits(names: list[str] | tuple[str, ...], root: str | Path | None = None) -> list[Kit]:
-    """Several registered kits by name, in the given order (see :func:`load_kit`)."""
+    """Several registered kits or pools by name, in the given order (see :func:`load_kit`)."""
     root = Path(root) if root is not None else DEFAULT_KITS_ROOT
     if _is_pack(root):
         from idm.data.pack import load_pack_kits
@@ -386,9 +471,10 @@ def load_kits(names: list[str] | tuple[str, ...], root: str | Path | None = None
 
 
 def load_kit_ref(ref: str, root: str | Path | None = None) -> Kit:
-    """A kit by registered name (see :func:`load_kit`), or by path: Hydrogen kit folder, ``.sf2`` file,
-    or a folder of one-shots per class."""
+    """A kit or pool by registered name (see :func:`load_kit`), or by path: Hydrogen kit folder, ``.sf2``
+    file, or a folder of one-shots per class. Reserved evaluation sounds are refused."""
     p = Path(ref)
+    load_kitmap().reserved.check(ref)
     if p.exists():
         if p.is_file():
             return load_sf2(p)
@@ -404,3 +490,8 @@ def training_kits(root: str | Path | None = None) -> list[Kit]:
 def validation_kits(root: str | Path | None = None) -> list[Kit]:
     """The held-out kits (role validation), never trained on."""
     return load_kits(load_kitmap().names(("validation",)), root)
+
+
+def pool_kits(root: str | Path | None = None) -> list[Kit]:
+    """The one-shot pools (role pool) as kits: per class many single-sample instruments."""
+    return load_kits(load_kitmap().names(("pool",)), root)

@@ -1,4 +1,7 @@
-"""Aggregate per-clip scores (means over clips, macro means over classes and groups) into markdown and a plot."""
+"""Aggregate per-clip scores (means over clips, macro means over classes and groups) into markdown and a plot.
+
+Every (system, set) is summarised pooled over its clips and, in ``kits``, per kit of the set.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +50,35 @@ def _macro(per: dict[str, dict[str, Any]], key: str, metric: str | None = None) 
     return float(np.mean(vals)) if vals else None
 
 
+def _macros(classes: dict[str, dict[str, Any]], groups: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    macro = {
+        "f50_classes": _macro(classes, "f50"),
+        "f50_groups": _macro(groups, "f50"),
+        "f20_classes": _macro(classes, "f20"),
+        "f20_groups": _macro(groups, "f20"),
+    }
+    for kind in ("masked", "synth"):
+        for m in _STEM_METRICS:
+            macro[f"{kind}_{m}_groups"] = _macro(groups, kind, m)
+            macro[f"{kind}_{m}_classes"] = _macro(classes, kind, m)
+    return macro
+
+
+def _per_kit(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Clips and macro means per kit (the clip's ``kit``), in first-seen order."""
+    out: dict[str, dict[str, Any]] = {}
+    for kit in dict.fromkeys(r.get("clip", {}).get("kit", "?") for r in rows):
+        sub = [r for r in rows if r.get("clip", {}).get("kit", "?") == kit]
+        out[kit] = {"clips": len(sub), "macro": _macros(_aggregate(sub, CLASSES, "classes"),
+                                                        _aggregate(sub, GROUPS, "groups"))}  # fmt: skip
+    return out
+
+
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One summary per (system, set) in run order: per-class and per-group means, macro means, time per clip."""
+    """One summary per (system, set) in run order: per-class and per-group means, macro means, time per clip.
+
+    ``kits`` holds the clip count and macro means per kit of the set.
+    """
     out = []
     for sys_info in results["systems"]:
         for set_name in results["sets"]:
@@ -57,16 +87,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             classes = _aggregate(rows, CLASSES, "classes")
             groups = _aggregate(rows, GROUPS, "groups")
-            macro = {
-                "f50_classes": _macro(classes, "f50"),
-                "f50_groups": _macro(groups, "f50"),
-                "f20_classes": _macro(classes, "f20"),
-                "f20_groups": _macro(groups, "f20"),
-            }
-            for kind in ("masked", "synth"):
-                for m in _STEM_METRICS:
-                    macro[f"{kind}_{m}_groups"] = _macro(groups, kind, m)
-                    macro[f"{kind}_{m}_classes"] = _macro(classes, kind, m)
+            macro = _macros(classes, groups)
             out.append({
                 "system": sys_info["name"],
                 "kind": sys_info["kind"],
@@ -77,6 +98,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "classes": classes,
                 "groups": groups,
                 "macro": macro,
+                "kits": _per_kit(rows),
             })  # fmt: skip
     return out
 
@@ -129,6 +151,19 @@ def write_markdown(results: dict[str, Any], summary: list[dict[str, Any]], path:
                      f"{s['seconds_per_clip']:.2f}"])  # fmt: skip
     lines += _table(head, rows)
     lines += ["SDR, SI-SDR and LSD in this table are means over the 5 groups.", ""]
+
+    lines += ["## Per kit", ""]
+    rows = []
+    for s in summary:
+        t = truth if s["onsets_are_truth"] else ""
+        for kit, k in s.get("kits", {}).items():
+            m = k["macro"]
+            rows.append([s["system"], s["set"], kit, str(k["clips"]), _f(m["f50_groups"], 3) + t,
+                         _f(m["f50_classes"], 3) + t, _f(m["f20_groups"], 3) + t, _f(m["masked_sdr_groups"]),
+                         _f(m["synth_sdr_groups"]), _f(m["masked_lsd_groups"])])  # fmt: skip
+    lines += _table(["system", "set", "kit", "clips", "F50 groups", "F50 classes", "F20 groups", "masked SDR",
+                     "synth SDR", "masked LSD"], rows)  # fmt: skip
+    lines += ["Means over the kit's clips, then over the 5 groups or 9 classes (SDR, LSD: over the groups).", ""]
 
     def per(title: str, level: str, names: tuple[str, ...], get: Any, macro_key: str, digits: int) -> None:
         nonlocal lines

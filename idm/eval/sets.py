@@ -1,7 +1,9 @@
 """Evaluation sets: GMD validation clips (a list of MIDI file, offset, kit, seed) and their rendering.
 
-The *seen* set plays each clip with one of the training kits (taking turns); the *unseen* set plays
-the same clips (same MIDI window and seed) with the held-out kit(s).
+The *seen* set plays each clip with one of the acoustic training kits (taking turns); the *unseen*
+set plays every clip (the same MIDI windows and seeds) with every held-out kit (all registered
+kits of role validation by default), so that each unseen kit has the same clips and a per-kit
+table compares kits on equal material. Every clip names its kit (``EvalClip.kit_name``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ SETS: tuple[str, ...] = ("seen", "unseen")
 
 @dataclass
 class EvalSet:
-    """One evaluation set: its clips and the kits they name."""
+    """One evaluation set: its clips and the kits they name (``every_kit``: each kit plays every clip)."""
 
     name: str
     clips: list[EvalClip]
     kits: dict[str, Kit]
+    every_kit: bool = False
+
+    def clips_per_kit(self) -> dict[str, int]:
+        """How many clips each kit plays."""
+        out = dict.fromkeys(self.kits, 0)
+        for c in self.clips:
+            out[c.kit_name] += 1
+        return out
 
 
 @dataclass
@@ -56,7 +66,7 @@ def load_kit_spec(spec: str, kits_root: str | Path | None = None) -> Kit:
 
 
 def default_kits(which: str) -> list[str]:
-    """Registered kit names of a set: the acoustic training kits (seen) or the held-out kits (unseen)."""
+    """Registered kit names of a set: the acoustic training kits (seen; no pools) or every held-out kit (unseen)."""
     roles = ("training",) if which == "seen" else ("validation",)
     return load_kitmap().names(roles)
 
@@ -83,7 +93,10 @@ def build_sets(
     seed: int = 0,
     split: str = "validation",
 ) -> list[EvalSet]:
-    """The requested sets over the same clips of ``split``; kits take turns over the chosen clips.
+    """The requested sets over the same clips of ``split``.
+
+    Seen kits take turns over the chosen clips; every unseen kit plays every chosen clip (kit by
+    kit), so ``max_clips`` is per set for *seen* and per kit for *unseen*.
 
     Parameters
     ----------
@@ -96,7 +109,7 @@ def build_sets(
     seen_kits, unseen_kits
         Kit names or paths (see :func:`load_kit_spec`); default: the registry's training / held-out kits.
     max_clips
-        Keep this many clips, spread evenly over the split's files (default all).
+        Keep this many clips, spread evenly over the split's files (default all); per kit in *unseen*.
     per_file, clip_seconds, seed
         Clips per performance, their length, the seed of offsets and renders (see ``idm.data.eval_clips``).
     """
@@ -110,15 +123,20 @@ def build_sets(
     chosen = [base[i] for i in spread(len(base), max_clips)]
     out = []
     for w in which:
+        every = w == "unseen"
         kits: dict[str, Kit] = {}
-        for spec in specs[w][: len(chosen)]:  # kits take turns: more kits than clips are never played
+        # Taking turns, more kits than clips are never played.
+        for spec in specs[w] if every else specs[w][: len(chosen)]:
             kit = load_kit_spec(spec, kits_root)
             if kit.name in kits:
                 raise DataError(f"kit {kit.name!r} is given twice for the {w} set")
             kits[kit.name] = kit
         names = list(kits)
-        clips = [replace(c, kit_name=names[i % len(names)]) for i, c in enumerate(chosen)]
-        out.append(EvalSet(w, clips, kits))
+        if every:
+            clips = [replace(c, kit_name=n) for n in names for c in chosen]
+        else:
+            clips = [replace(c, kit_name=names[i % len(names)]) for i, c in enumerate(chosen)]
+        out.append(EvalSet(w, clips, kits, every))
     return out
 
 
