@@ -56,11 +56,15 @@ def eval_command(
             "oracle (Wiener masks from the true stems, true onsets) or mixture (every stem = the mix).",
         ),
     ],
-    set_: Annotated[SetChoice, typer.Option("--set", help="seen: training kits; unseen: held-out kit; both.")] = (
+    set_: Annotated[SetChoice, typer.Option("--set", help="seen: training kits; unseen: the held-out kits; both.")] = (
         SetChoice.both
     ),
     max_clips: Annotated[
-        int | None, typer.Option(help="Clips per set, spread evenly over the split (default: all).")
+        int | None,
+        typer.Option(
+            help="MIDI windows per set, spread evenly over the split (default: all); 'seen' plays each with one "
+            "training kit (they take turns), 'unseen' with every held-out kit (so clips = windows x kits)."
+        ),
     ] = None,
     kits_root: Annotated[
         Path | None, typer.Option(help="Root of the registered kits (default /usr/share) or a data pack.")
@@ -70,7 +74,10 @@ def eval_command(
     ] = None,
     unseen_kits: Annotated[
         str | None,
-        typer.Option(help="Comma-separated kit names or paths for 'unseen' (default: ColomboAcousticDrumkit)."),
+        typer.Option(
+            help="Comma-separated kit names or paths for 'unseen' (default: every kit of role validation: "
+            "ColomboAcousticDrumkit, Sonic Pi Acoustic, LMMS Acoustic)."
+        ),
     ] = None,
     per_file: Annotated[int, typer.Option(help="Clips per GMD performance.")] = 1,
     clip_seconds: Annotated[float, typer.Option(help="Clip length in seconds.")] = 10.0,
