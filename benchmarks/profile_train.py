@@ -8,6 +8,7 @@ Synthetic batch (see ``bench_train.synthetic_batch``); prints a table per config
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -113,7 +114,7 @@ def run(name: str, b: int, args: argparse.Namespace) -> None:
         wall = time.perf_counter() - t0
         if i >= args.warmup:
             walls.append(wall)
-            for (_, a), (s, e) in zip(events[:-1], events[1:], strict=True):
+            for (_, a), (s, e) in itertools.pairwise(events):
                 sums[s] += a.elapsed_time(e) / args.steps
     walls.sort()
     med = walls[len(walls) // 2]

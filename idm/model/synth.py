@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,6 +58,32 @@ class OneShotSynth(nn.Module):
 
     decay_scale: torch.Tensor
     time: torch.Tensor
+    _fused: bool = False
+    _fused_force: bool = False
+
+    def use_fused(self, enabled: bool = True, *, force: bool = False) -> OneShotSynth:
+        """Run the TCN (``in_proj`` through ``out_proj``) with the fused Triton kernels (default off).
+
+        The kernels (:mod:`idm.model.fused_tcn`, which imports Triton) run on CUDA tensors under
+        bf16 autocast (the fast path) or with bf16 inputs; fp32 inputs without autocast get exact fp32
+        dots (a check mode, slow); anything else keeps the PyTorch code. ``force`` (or
+        ``IDM_FUSED_TCN_FORCE=1``) also runs them on CPU tensors, through Triton's interpreter
+        (``TRITON_INTERPRET=1`` set before Triton is imported): tests only. Parameters, state dict
+        and results (up to bf16 rounding) are unchanged. Returns the module.
+        """
+        self._fused = enabled
+        self._fused_force = force
+        return self
+
+    def _fused_dtype(self, noise: torch.Tensor) -> torch.dtype | None:
+        """Activation dtype of the fused TCN for this input, or ``None`` for the PyTorch code."""
+        if not self._fused:
+            return None
+        if not (noise.is_cuda or self._fused_force or os.environ.get("IDM_FUSED_TCN_FORCE", "0") not in ("", "0")):
+            return None
+        from idm.model.fused_tcn import compute_dtype
+
+        return compute_dtype(noise.device, noise.dtype)
 
     def decay_rate(self, cond: torch.Tensor) -> torch.Tensor:
         """Envelope rate per one-shot in 1/s: ``scale * exp_sigmoid(MLP(cond))``."""
@@ -63,11 +91,17 @@ class OneShotSynth(nn.Module):
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lead, n = noise.shape[:-1], noise.shape[-1]
-        x = self.in_proj(noise.reshape(-1, 1, n))
         flat_cond = cond.reshape(-1, cond.shape[-1])
-        for block in self.blocks:
-            x = block(x, flat_cond)
-        x = self.out_proj(x).reshape(*lead, n)
+        fused = self._fused_dtype(noise)
+        if fused is not None:
+            from idm.model.fused_tcn import fused_tcn
+
+            x = fused_tcn(self, noise.reshape(-1, n), flat_cond, fused).reshape(*lead, n)
+        else:
+            x = self.in_proj(noise.reshape(-1, 1, n))
+            for block in self.blocks:
+                x = block(x, flat_cond)
+            x = self.out_proj(x).reshape(*lead, n)
         x = x / (x.abs().amax(dim=(-2, -1), keepdim=True) + 1e-6) * self.cfg.out_scale
         rate = self.decay_rate(cond)
         env = torch.exp(-rate.unsqueeze(-1) * self.time[: x.shape[-1]])
