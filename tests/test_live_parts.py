@@ -224,3 +224,34 @@ def test_default_bundle(monkeypatch, tmp_path):
     monkeypatch.setenv("IDM_BUNDLE", str(tmp_path / "nope"))
     with pytest.raises(BundleError, match="IDM_BUNDLE"):
         defaults.default_bundle()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_bank_refresher_runs_at_the_lowest_priority() -> None:
+    import os
+    import threading
+
+    from idm.runtime.bank import BACKGROUND_NICE, BankRefresher
+
+    seen: dict[str, int] = {}
+    done = threading.Event()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    class Synth:
+        def __call__(self, kit: np.ndarray) -> np.ndarray:
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            done.set()
+            return np.zeros((9, 4), np.float32)
+
+    ref = BankRefresher(Synth(), np.zeros(6, np.float32), np.zeros((9, 4), np.float32))  # type: ignore[arg-type]
+    try:
+        ref.request(np.ones(6, np.float32))
+        assert done.wait(10)
+        assert ref.low_priority and seen["nice"] == BACKGROUND_NICE
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller keeps its own
+        deadline = time.monotonic() + 5
+        while ref.latest()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ref.latest()[0] == 1
+    finally:
+        ref.close()
