@@ -5,9 +5,10 @@ config's precision) and times whole optimizer steps, loader included, after a wa
 nothing.
 
 - ``before``: the original pipeline: numpy renders in the loader workers (``training.render=workers``), the
-  config's batch, eager PyTorch.
+  config's batch, eager PyTorch, the original data (12 kits, no pools or realism effects).
 - ``after``: plans in the workers, audio rendered on the device (``training.render=device``), the fused Triton
-  synthesizer (``training.fused_synth``) where it runs, with ``--compile`` the compiled encoder
+  synthesizer (``training.fused_synth``) on CUDA (the compiled one with ``--no-fused``), with ``--compile`` the
+  compiled encoder
   (``training.compile_encoder``), a larger batch (``--after-batch``), and the config's full data (pools,
   procedural voices, realism effects): more work per clip than ``before``.
 
@@ -41,12 +42,12 @@ def build(name: str, variant: str, args: argparse.Namespace) -> tuple[Any, Any, 
     overrides = [
         "training.val_examples=0",
         f"training.render={'device' if after else 'workers'}",
-        f"training.fused_synth={'true' if after and args.device == 'cuda' else 'false'}",
+        f"training.fused_synth={'true' if after and args.device == 'cuda' and not args.no_fused else 'false'}",
         f"training.compile_encoder={'true' if after and args.device == 'cuda' and args.compile else 'false'}",
     ]
-    if not after:  # the original recipe's data: the 12 kits, one synthetic room, no pools, no realism effects
-        overrides += ["data.pools=[]", "data.realism=null", "data.augment.room_prob=0.3",
-                      "data.augment.pool_kit_prob=0", "data.augment.pool_class_prob=0",
+    if not after:  # the original recipe: eager, the 12 kits, one synthetic room, no pools, no realism effects
+        overrides += ["training.compile_synth=false", "data.pools=[]", "data.realism=null",
+                      "data.augment.room_prob=0.3", "data.augment.pool_kit_prob=0", "data.augment.pool_class_prob=0",
                       "data.augment.procedural_prob=0"]  # fmt: skip
     if batch:
         overrides.append(f"training.batch_size={batch}")
@@ -118,6 +119,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--after-batch", nargs="*", default=["live=64", "paper=32"], help="NAME=BATCH of 'after'")
     p.add_argument("--compile", action="store_true", help="'after' with the compiled encoder")
+    p.add_argument("--no-fused", action="store_true", help="'after' with the compiled synthesizer, not the fused one")
     args = p.parse_args()
     args.after_batch = {k: int(v) for k, v in (x.split("=") for x in args.after_batch)}
     if args.device == "cuda":
