@@ -1,13 +1,17 @@
-"""Time ``idm separate`` on 10 s and 3 min inputs on CPU: end to end (the CLI) and by stage.
+"""Offline separation as whole processes, side by side: wall time and peak RSS of each command a user would run.
 
-Usage: ``python benchmarks/bench_separate.py [--model CKPT] [--threads 2]``. Reports numbers only.
+For a 10 s and a 3 min input (the demo loop), on this machine's CPU: ``idm separate`` (default: the live bundle
+through onnxruntime, no PyTorch), ``idm separate --backend torch`` (the same model's checkpoint),
+``idm-live --input FILE --mode masked`` (the stream processor over the file), and the official checkpoint
+(``--model``) when the reference is there. Reports numbers only.
+
+    python benchmarks/bench_separate.py [--threads 2] [--seconds 10 180]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,59 +24,59 @@ ROOT = Path(__file__).resolve().parents[1]
 REF = Path(os.environ.get("IDM_REFERENCE_DIR", ROOT.parent / "shared" / "reference" / "idm-official"))
 
 
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
+    return wall, usage.ru_maxrss / 1024
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", type=Path, default=next((REF / "checkpoint").glob("*.ckpt"), None))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, nargs="+", default=[10.0, 180.0])
+    ap.add_argument("--repeat", type=int, default=2, help="runs per command; the fastest is reported")
     args = ap.parse_args()
-    if args.model is None:
-        sys.exit("error: no model; pass --model")
-    import torch
-
     from idm.demo import render_demo_loop
-    from idm.peaks import peak_pick
-    from idm.separate import Separator
 
-    torch.set_num_threads(args.threads)
-    print(f"model {args.model.name}, torch {torch.__version__}, {args.threads} threads, CPU: {os.cpu_count()} cores")
+    official = next((REF / "checkpoint").glob("*.ckpt"), None)
+    py = sys.executable
+    print(f"{os.cpu_count()} CPU cores, --threads {args.threads}, best of {args.repeat} runs")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, seconds in (("10 s", 10.0), ("3 min", 180.0)):
-            x = render_demo_loop(seconds)
+        out = str(Path(tmp) / "o")
+        for seconds in args.seconds:
             wav = Path(tmp) / f"in_{int(seconds)}.wav"
-            sf.write(str(wav), x, 44100)
-            # end to end: a fresh `idm separate` process, as a user runs it
-            t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", "idm", "separate", str(wav), "-o", str(Path(tmp) / "o"), "--model",
-                   str(args.model), "--threads", str(args.threads), "--quiet", "--force"]  # fmt: skip
-            subprocess.run(cmd, check=True)
-            cli = time.perf_counter() - t0
-            # stages, in process
-            sep = Separator.from_checkpoint(args.model)
-            t = time.perf_counter()
-            an = sep.analyze(x)
-            t_an = time.perf_counter() - t
-            t = time.perf_counter()
-            peaks = peak_pick(an.onset_probs)
-            t_pk = time.perf_counter() - t
-            t = time.perf_counter()
-            shots = sep.one_shots(an.kit_embedding)
-            t_bank = time.perf_counter() - t
-            t = time.perf_counter()
-            for _ in sep.render(x, an, an.activations(peaks), shots):
-                pass
-            t_render = time.perf_counter() - t
-            rows.append((label, cli, t_an, t_pk, t_bank, t_render, int(peaks.sum()), seconds))
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    head = (
-        "| input | `idm separate` (process) | x real time | analysis | peak picking | one-shot bank | masked render |"
-    )
-    print("\n" + head + " onsets |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, cli, a, p, b, r, n, sec in rows:
-        row = f"| {label} | {cli:.2f} s | {sec / cli:.1f}x | {a:.2f} s | {p * 1000:.0f} ms | {b:.2f} s | {r:.2f} s |"
-        print(row + f" {n} |")
-    print(f"\npeak RSS of the `idm separate` processes: {rss:.0f} MiB")
+            sf.write(str(wav), render_demo_loop(seconds), 44100)
+            th = ["--threads", str(args.threads)]
+            cmds = {
+                "idm separate (onnx, live bundle)": [py, "-m", "idm", "separate", str(wav), "-o", out, *th, "-q",
+                                                     "--force"],
+                "idm separate --backend torch (live)": [py, "-m", "idm", "separate", str(wav), "-o", out, *th,
+                                                        "--backend", "torch", "-q", "--force"],
+                "idm-live --input FILE --mode masked": [py, "-c", "from idm.runtime.cli import main; main()",
+                                                        "--input", str(wav), "--mode", "masked", "--stems-out", out,
+                                                        "--no-midi", *th, "--quiet", "--force"],
+            }  # fmt: skip
+            if official is not None:
+                cmds["idm separate --model official"] = [py, "-m", "idm", "separate", str(wav), "-o", out, "--model",
+                                                         str(official), *th, "-q", "--force"]  # fmt: skip
+            for name, cmd in cmds.items():
+                runs = [timed(cmd) for _ in range(args.repeat)]
+                wall = min(r[0] for r in runs)
+                rss = max(r[1] for r in runs)
+                rows.append((f"{seconds:g} s", name, wall, seconds / wall, rss))
+                print(f"{seconds:g} s  {name:40s} {wall:7.2f} s  {seconds / wall:6.1f}x real time  {rss:6.0f} MiB",
+                      flush=True)  # fmt: skip
+    print("\n| input | command | wall (process) | x real time | peak RSS |")
+    print("|---|---|---|---|---|")
+    for label, name, wall, speed, rss in rows:
+        print(f"| {label} | `{name}` | {wall:.2f} s | {speed:.1f}x | {rss:.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
     _check(o)
     opened: list[Any] = []
     try:
-        bundle = load_bundle(o.bundle if o.bundle is not None else default_bundle())
+        from idm.models import resolve_bundle
+
+        bundle = load_bundle(resolve_bundle(str(o.bundle)) if o.bundle is not None else default_bundle())
         model_rate = int(bundle.manifest["audio"]["sample_rate"])
 
         # ---- source, kit, output names ----

@@ -111,7 +111,10 @@ def list_everything() -> None:
 def live(
     input: Annotated[str, typer.Option("--input", "-i", help="mic, demo, or an audio file path.")] = "mic",
     bundle: Annotated[
-        Path | None, typer.Option(help="Model bundle folder (idm-export); default $IDM_BUNDLE, then the shipped one.")
+        Path | None,
+        typer.Option(
+            help="live or paper (the shipped models), or a bundle folder (idm-export); default $IDM_BUNDLE, then live."
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="Input device: index or name (see --list-devices).")] = None,
     output_device: Annotated[

@@ -185,7 +185,7 @@ def test_no_model_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("IDM_MODEL", raising=False)
     monkeypatch.setattr(idm.cli, "default_model", lambda: None)  # an installation without shipped weights
     wav = write(tmp_path / "loop.wav", drum_loop(1.0))
-    res = runner.invoke(app, ["separate", str(wav), "-o", str(tmp_path / "o")])
+    res = runner.invoke(app, ["separate", str(wav), "-o", str(tmp_path / "o"), "--backend", "torch"])
     assert res.exit_code == 2
     one_error_line(res.output, "no model", "--model")
 

@@ -112,6 +112,9 @@ def eval_command(
                          per_file=per_file, clip_seconds=clip_seconds, seed=seed, threads=threads,
                          device=device.value, alpha=alpha, pace=pace.value, force=force,
                          command=shlex.join(["idm", *sys.argv[1:]]))  # fmt: skip
+        from idm.torchcheck import require_torch
+
+        require_torch("idm eval", extra="eval")
         import torch
 
         torch.set_num_threads(threads)

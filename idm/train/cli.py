@@ -60,6 +60,10 @@ def train(
     try:
         if resume and force:
             raise IDMError("--resume and --force exclude each other")
+        from idm.torchcheck import require, require_torch
+
+        require_torch("idm train", extra="train")
+        require("lightning", "idm train", extra="train")
         import torch
 
         from idm.train.run import RunOptions
