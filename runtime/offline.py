@@ -31,8 +31,9 @@ from idm.midi import Onset, to_midi_velocity, write_midi
 
 __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
 
-#: Samples read per block (at the file's rate) in both passes.
+#: Samples read per block (at the file's rate): the analysis pass (one encoder call each) and the render pass.
 BLOCK = 1 << 16
+RENDER_BLOCK = 1 << 14
 
 
 @dataclass
@@ -86,7 +87,8 @@ class OfflineSeparator:
         m = self.bundle.manifest
         providers = resolve_providers(cfg.provider)
         self.encoder = StreamingEncoder(self.bundle, cfg.threads, providers)
-        self.synth = BankSynth(make_session(str(self.bundle.synth_path), cfg.threads, providers), self.bundle.noise())
+        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False)
+        self.synth = BankSynth(synth, self.bundle.noise())
         self.class_names = tuple(self.bundle.class_names)
         self.notes = np.asarray(self.bundle.gm_notes, dtype=np.int64)
         self.sample_rate = int(m["audio"]["sample_rate"])
@@ -132,7 +134,7 @@ class OfflineSeparator:
         starts = js * self.hop
         amps = [float(np.float32(a.velocity[kk, jj]) * gains[kk]) for kk, jj in zip(ks, js, strict=True)]
         rs = Resampler(source.sample_rate, self.sample_rate)
-        max_block = 2 * BLOCK * max(1, -(-self.sample_rate // source.sample_rate)) + 64
+        max_block = 2 * RENDER_BLOCK * max(1, -(-self.sample_rate // source.sample_rate)) + 64
         voices = VoiceEngine(k, self.synth.length, max_block)
         wiener = StreamingWiener(k, self.n_fft, self.hop, cfg.alpha) if cfg.mode == "masked" else None
         delay = wiener.delay if wiener is not None else 0
@@ -143,7 +145,7 @@ class OfflineSeparator:
             nxt = 0  # next hit to trigger
             n_model = a.n_model_samples
             while pos < n_model:
-                x = source.read(BLOCK)
+                x = source.read(RENDER_BLOCK)
                 last = source.finished or x.size == 0
                 y = rs(x, last=last)[: n_model - pos]
                 m = y.shape[0]

@@ -30,11 +30,14 @@ def resolve_providers(choice: str) -> list[str]:
     raise ConfigError(f"unknown provider {choice!r} (use auto, cpu or cuda)")
 
 
-def make_session(path: str, threads: int = 1, providers: list[str] | None = None, strict: bool = False) -> Any:
+def make_session(
+    path: str, threads: int = 1, providers: list[str] | None = None, strict: bool = False, arena: bool = True
+) -> Any:
     """An onnxruntime session with ``threads`` intra-op threads.
 
     With ``strict``, a session that silently fell back from the first provider (e.g. CUDA listed but no GPU)
-    raises :class:`ConfigError`.
+    raises :class:`ConfigError`. ``arena=False`` hands the memory of a run back when it ends (for a graph
+    run once, such as the synthesizer offline, instead of keeping its peak in the CPU arena).
     """
     import onnxruntime as ort
 
@@ -43,6 +46,7 @@ def make_session(path: str, threads: int = 1, providers: list[str] | None = None
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = arena
     want = providers or [PROVIDERS["cpu"]]
     sess = ort.InferenceSession(path, so, providers=want)
     if strict and sess.get_providers()[0] != want[0]:
