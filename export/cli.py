@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from idm.errors import IDMError
+from idm.version import print_version
 
 __all__ = ["app", "main"]
 
@@ -52,6 +53,9 @@ def export(
         typer.Option("--check", help="Validate this bundle folder (or shipped name: live, paper) and exit."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print versions and exit.")
+    ] = False,
 ) -> None:
     from rich.console import Console
 

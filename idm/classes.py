@@ -88,3 +88,32 @@ GM_TO_CLASS: dict[int, str] = {
     51: "ride", 59: "ride", 53: "ride",
 }  # fmt: skip
 __all__ += ["GM_TO_CLASS"]
+
+
+def parse_class_values(text: str, what: str = "value", lo: float = 0.0, hi: float = 1.0) -> float | dict[str, float]:
+    """``0.3`` (every class) or ``crash=0.6,hihat_open=0.7`` (those classes) -> a number or a class -> number map.
+
+    Raises :class:`ValueError` with a one-line message (unknown class, not a number, outside ``[lo, hi]``).
+    """
+    import math
+
+    def num(s: str, where: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"{what} {where!r}: not a number") from None
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"{what} {where!r}: must be within {lo:g}..{hi:g}")
+        return v
+
+    text = text.strip()
+    if "=" not in text:
+        return num(text, text)
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in CLASSES:
+            raise ValueError(f"{what} {part.strip()!r}: expected CLASS=VALUE with CLASS one of {', '.join(CLASSES)}")
+        out[name] = num(value.strip(), part.strip())
+    return out

@@ -11,6 +11,7 @@ import typer
 
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
+from idm.version import print_version
 
 app = typer.Typer(
     help="Inverse Drum Machine: drum transcription and separation (stems + MIDI) from drum mixes.",
@@ -19,6 +20,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print versions and exit.")
+    ] = False,
+) -> None:
+    """Inverse Drum Machine: drum transcription and separation (stems + MIDI) from drum mixes."""
 
 
 class Mode(str, Enum):
@@ -114,6 +124,23 @@ def separate(
     seed: Annotated[int, typer.Option(help="Seed of the one-shot synthesizer's noise (torch; bundles fix it).")] = 1234,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice; onnx: 2).")] = None,
     chunk_seconds: Annotated[float, typer.Option(help="Chunk length (torch); bounds memory on long files.")] = 30.0,
+    delta: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensitivity: the peak picker's threshold over the local mean, one value for all drums or per "
+            "drum, e.g. 'crash=0.6,hihat_open=0.7' (higher: fewer notes). Default: the model's tuned values."
+        ),
+    ] = None,
+    note_length: Annotated[
+        float, typer.Option(help="MIDI note length in ms (a note also ends at the next hit of its drum).")
+    ] = 50.0,
+    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
+    note_map: Annotated[
+        str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
+    ] = "gm",
+    midi_tempo: Annotated[
+        float, typer.Option(help="Tempo of the MIDI file in BPM (notes keep their seconds).")
+    ] = 120.0,
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -139,10 +166,20 @@ def separate(
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise IDMError(f"several inputs would write the same folder {out / sorted(dup)[0]}; rename one")
+        from idm.classes import parse_class_values
+        from idm.midi import MidiStyle
+
+        try:
+            sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
+        except ValueError as e:
+            raise IDMError(str(e)) from None
+        style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
         which = _choose_backend(backend, model, bundle, onsets)
-        run_one = _onnx_runner(bundle or model or "live", mode, stems, alpha, device, threads) if which == "onnx" else (
-            _torch_runner(model, config, mode, stems, alpha, device, seed, threads, chunk_seconds, onsets)
-        )  # fmt: skip
+        if which == "onnx":
+            run_one = _onnx_runner(bundle or model or "live", mode, stems, alpha, device, threads, sensitivity, style)
+        else:
+            run_one = _torch_runner(model, config, mode, stems, alpha, device, seed, threads, chunk_seconds, onsets,
+                                    sensitivity, style)  # fmt: skip
     except IDMError as e:
         if debug:
             raise
@@ -175,11 +212,21 @@ def separate(
         raise typer.Exit(1)
 
 
-def _onnx_runner(ref: str, mode: Mode, stems: int, alpha: float, device: Device, threads: int | None) -> Any:
+def _onnx_runner(
+    ref: str,
+    mode: Mode,
+    stems: int,
+    alpha: float,
+    device: Device,
+    threads: int | None,
+    delta: float | dict[str, float] | None,
+    style: Any,
+) -> Any:
     from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
 
-    cfg = OfflineConfig(mode=mode.value, stems=stems, alpha=alpha, provider=device.value, threads=threads or 2)
+    cfg = OfflineConfig(mode=mode.value, stems=stems, alpha=alpha, provider=device.value, threads=threads or 2,
+                        delta=delta, midi=style)  # fmt: skip
     sep = OfflineSeparator(resolve_bundle(ref), cfg)
     return lambda path, out, force: sep.separate_file(path, out, force=force).folder
 
@@ -195,7 +242,11 @@ def _torch_runner(
     threads: int | None,
     chunk_seconds: float,
     onsets: Path | None,
+    delta: float | dict[str, float] | None,
+    style: Any,
 ) -> Any:
+    from dataclasses import replace
+
     from idm.models import resolve_checkpoint
     from idm.torchcheck import require_torch
 
@@ -215,9 +266,14 @@ def _torch_runner(
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = SeparatorConfig(
-        mode=mode.value, alpha=alpha, seed=seed, device=device.value, chunk_seconds=chunk_seconds, stems=stems
-    )
+        mode=mode.value, alpha=alpha, seed=seed, device=device.value, chunk_seconds=chunk_seconds, stems=stems,
+        midi=style,
+    )  # fmt: skip
     sep = Separator.from_checkpoint(ckpt, cfg, config)
+    if delta is not None:
+        own = sep.model.config.peaks
+        sep.config.peaks = replace(own, delta=delta) if isinstance(delta, float) else (
+            replace(own, class_delta={**own.class_delta, **delta}))  # fmt: skip
     return lambda path, out, force: sep.separate_file(path, out, onsets=onsets, force=force)
 
 
@@ -243,7 +299,8 @@ def demo(
     typer.echo(f"demo loop: {wav} ({seconds:g} s, synthesized by idm.demo)")
     separate([wav], out, model=None, bundle=bundle, backend=Backend.onnx, force=True, config=None, mode=Mode.masked,
              stems=9, alpha=1.0, onsets=None, device=Device.cpu, seed=1234, threads=None, chunk_seconds=30.0,
-             quiet=False, debug=False)  # fmt: skip
+             delta=None, note_length=50.0, midi_channel=10, note_map="gm", midi_tempo=120.0, quiet=False,
+             debug=False)  # fmt: skip
 
 
 @app.command()

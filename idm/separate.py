@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from idm.audio import check_audio, read_audio, resample
 from idm.classes import CLASSES, GM_TO_CLASS, GROUP_OF, GROUPS, class_permutation
 from idm.errors import AudioInputError, OutputError
 from idm.files import replace_dir
-from idm.midi import Onset, read_onsets, to_midi_velocity, write_midi
+from idm.midi import MidiStyle, Onset, read_onsets, to_midi_velocity, write_midi
 from idm.model import InverseDrumMachine
 from idm.model.wiener import wiener_separate
 from idm.peaks import PeakPicking, peak_pick
@@ -44,6 +44,7 @@ class SeparatorConfig:
     stems: int = 9  #: 9 classes or 5 groups
     peaks: PeakPicking | None = None  #: peak picking; None = the model's own (``IDMConfig.peaks``)
     wav_subtype: str = "FLOAT"
+    midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
 
     def __post_init__(self) -> None:
         if self.mode not in ("masked", "synth"):
@@ -106,6 +107,13 @@ class Separator:
         from idm.checkpoint import load_model
 
         return cls(load_model(path, model_config), config)
+
+    @classmethod
+    def from_pretrained(cls, name: str = "live", config: SeparatorConfig | None = None) -> Separator:
+        """A shipped model by name (``live``, ``paper``; see ``idm models``)."""
+        from idm.models import resolve_checkpoint
+
+        return cls.from_checkpoint(resolve_checkpoint(name), config)
 
     @property
     def frame_rate(self) -> float:
@@ -281,7 +289,7 @@ class Separator:
         try:
             analysis, peaks, shots = self._prepare(clip.samples, user)
             self._write_stems(clip.samples, clip.source_rate, clip.n_source_samples, analysis, peaks, shots, tmp)
-            write_midi(self._onsets(analysis, peaks), tmp / f"{path.stem}.mid")
+            write_midi(self._onsets(analysis, peaks), tmp / f"{path.stem}.mid", style=self.config.midi)
             replace_dir(tmp, target)
         except OSError as e:
             raise OutputError(f"{target}: cannot write outputs ({e.strerror or e})") from None

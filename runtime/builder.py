@@ -14,6 +14,7 @@ from idm.runtime.outputs import MidiRecorder, OutputFolder
 from idm.runtime.scheduler import Clock, MidiScheduler, MonotonicClock
 from idm.runtime.sources import DemoSource, FileSource, RingSource, resampler_lag
 
+from idm.classes import CLASSES
 from idm.errors import DeviceError, IDMError
 
 __all__ = ["LiveOptions", "build_session"]
@@ -30,7 +31,7 @@ class LiveOptions:
     bundle: Path | None = None
     device: str | None = None
     output_device: str | None = None
-    channel: int | None = None  #: 1-based input channel (default: mix of all)
+    channel: int | None = None  #: 1-based input channel (default: mix of all): --input-channel
     block_size: int = 256
     provider: str = "auto"
     threads: int = 1
@@ -42,7 +43,9 @@ class LiveOptions:
     stems: int = 9
     mode: str = "synth"
     monitor: str | None = None
-    delta: float | None = None
+    delta: float | dict[str, float] | None = None  #: one value, or per class name
+    port_name: str | None = None  #: name of the virtual MIDI port (default "IDM Drums")
+    midi_style: Any = None  #: idm.midi.MidiStyle: note length, channel, note map, file tempo
     wait_ms: float | None = None
     freeze_kit: bool = False
     kit: str = "auto"  #: "clip" (file pre-pass), "running", or "auto" (clip for files)
@@ -76,7 +79,7 @@ def _check(o: LiveOptions) -> None:
     if o.seconds is not None and not o.seconds > 0:
         raise IDMError(f"--seconds must be positive, got {o.seconds}")
     if o.channel is not None and o.channel < 1:
-        raise IDMError(f"--channel is 1-based, got {o.channel}")
+        raise IDMError(f"--input-channel is 1-based, got {o.channel}")
     if o.midi_file is not None and o.midi_file.exists() and not o.force:
         raise IDMError(f"{o.midi_file}: file exists (use --force to replace it)")
     if o.monitor is not None and o.kind == "file" and o.output_device is None:
@@ -162,7 +165,9 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             assert stream is not None and stream.input_ring is not None
             ch = None if o.channel is None else o.channel - 1
             if ch is not None and ch >= stream.spec.input_channels:
-                raise IDMError(f"--channel {o.channel}: the input device has {stream.spec.input_channels} channel(s)")
+                raise IDMError(
+                    f"--input-channel {o.channel}: the input device has {stream.spec.input_channels} channel(s)"
+                )
             source = RingSource(stream.input_ring, stream.spec.samplerate, ch, max_block=max(8192, 4 * o.block_size))
         elif o.kind == "demo":
             source = DemoSource(_demo_audio(model_rate, say), model_rate)
@@ -197,18 +202,22 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         total = latency + margin
 
         # ---- MIDI ----
+        from idm.midi import MidiStyle
+
+        style = o.midi_style or MidiStyle()
         scheduler = None
         want_port = o.midi and (paced or o.midi_port is not None)
         if want_port:
             from idm.runtime.midi_out import MidiPort, choose_api
 
             api = choose_api(o.midi_api)
-            port = MidiPort(api, o.midi_port).open()
+            port = (MidiPort(api, o.midi_port, o.port_name) if o.port_name else MidiPort(api, o.midi_port)).open()
             opened.append(port)
             clock: Clock | None = None
             if paced:
                 clock = stream.clock if stream is not None else mono_clock
-            scheduler = MidiScheduler(port, clock, delay_samples=margin)
+            scheduler = MidiScheduler(port, clock, delay_samples=margin, note_seconds=style.note_seconds,
+                                      channel=style.channel - 1, notes=[style.note(c) for c in CLASSES])  # fmt: skip
             say(f"MIDI: {'virtual port' if o.midi_port is None else 'port'} {port.name!r} ({api})")
 
         # ---- files ----
@@ -223,7 +232,7 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             quality = "VHQ" if o.kind == "file" else "HQ"
             writer = StemsWriter(folder.path, o.stems, model_rate, out_rate, latency, quality=quality)
             opened.append(writer)
-        recorder = MidiRecorder(model_rate, latency) if (o.midi_file is not None or folder is not None) else None
+        recorder = MidiRecorder(model_rate, latency, style) if (o.midi_file is not None or folder is not None) else None
 
         # ---- monitor ----
         monitor = None

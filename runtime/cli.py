@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from idm.errors import IDMError
+from idm.version import print_version
 
 HELP = """Real-time drum transcription and separation with an exported IDM bundle (no PyTorch needed).
 
@@ -120,7 +121,10 @@ def live(
     output_device: Annotated[
         str | None, typer.Option(help="Output device for monitoring (and real-time pacing of files).")
     ] = None,
-    channel: Annotated[int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).")] = None,
+    input_channel: Annotated[
+        int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).")
+    ] = None,
+    channel: Annotated[int | None, typer.Option(hidden=True, help="Old name of --input-channel.")] = None,
     block_size: Annotated[int, typer.Option(help="Audio block in frames (smaller: less latency, more load).")] = 256,
     provider: Annotated[Provider, typer.Option(help="onnxruntime provider.")] = Provider.auto,
     threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
@@ -130,18 +134,45 @@ def live(
     no_midi: Annotated[bool, typer.Option("--no-midi", help="No live MIDI output.")] = False,
     midi_api: Annotated[MidiApi, typer.Option(help="MIDI system; auto: JACK if a server runs.")] = MidiApi.auto,
     midi_file: Annotated[Path | None, typer.Option(help="Also record the notes to this MIDI file.")] = None,
-    stems_out: Annotated[Path | None, typer.Option(help="Write stems + MIDI to DIR/<name>/ (idm separate layout).")] = (
-        None
-    ),
+    stems_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write stems + MIDI to DIR/<name>/ (idm separate layout). A file input with no output option "
+            "writes to separated/."
+        ),
+    ] = None,
     stems: Annotated[int, typer.Option(help="9 classes, or 5 groups (kick/snare/toms/hihat/cymbals).")] = 9,
-    mode: Annotated[StemMode, typer.Option(help="Stems: synth (one-shots), masked (+1 FFT window), none.")] = (
-        StemMode.synth
-    ),
+    mode: Annotated[
+        StemMode | None,
+        typer.Option(
+            help="Stems: synth (one-shots), masked (+1 FFT window; about 5 dB better), none. Default: masked for a "
+            "file, synth for mic and demo (lowest latency)."
+        ),
+    ] = None,
     monitor: Annotated[
         str | None,
         typer.Option(help="Play on the output: stems/groups/all/input, optionally @channel, e.g. 'kick,snare@2'."),
     ] = None,
-    delta: Annotated[float | None, typer.Option(help="Peak-picking threshold over the local mean.")] = None,
+    delta: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensitivity: the picker's threshold over the local mean, one value or per drum, e.g. "
+            "'crash=0.6,hihat_open=0.7' (higher: fewer notes). Default: the model's tuned values."
+        ),
+    ] = None,
+    port_name: Annotated[
+        str | None, typer.Option(help="Name of the virtual MIDI port (default 'IDM Drums'); one per instance.")
+    ] = None,
+    note_length: Annotated[
+        float, typer.Option(help="MIDI note length in ms (a note also ends at the next hit of its drum).")
+    ] = 50.0,
+    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
+    note_map: Annotated[
+        str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
+    ] = "gm",
+    midi_tempo: Annotated[
+        float, typer.Option(help="Tempo of recorded MIDI files in BPM (notes keep their seconds).")
+    ] = 120.0,
     wait_ms: Annotated[float | None, typer.Option(help="Minimum time between two hits of one drum.")] = None,
     freeze_kit: Annotated[bool, typer.Option(help="Keep the kit (one-shots, gains) at its start values.")] = False,
     kit: Annotated[
@@ -151,6 +182,9 @@ def live(
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of input.")] = None,
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print versions and exit.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status panel.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
@@ -159,12 +193,23 @@ def live(
         return
     from idm.runtime.builder import LiveOptions, build_session
 
+    from idm.classes import parse_class_values
+    from idm.midi import MidiStyle
+
+    try:
+        sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
+        style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
+    except (ValueError, IDMError) as e:
+        _fail(str(e))
+        raise typer.Exit(1) from None
+    if input not in ("mic", "demo") and stems_out is None and midi_file is None and not realtime and monitor is None:
+        stems_out = Path("separated")  # a file run with nowhere to go would compute and drop everything
     opts = LiveOptions(
         input=input,
         bundle=bundle,
         device=device,
         output_device=output_device,
-        channel=channel,
+        channel=input_channel if input_channel is not None else channel,
         block_size=block_size,
         provider=provider.value,
         threads=threads,
@@ -174,9 +219,11 @@ def live(
         midi_file=midi_file,
         stems_out=stems_out,
         stems=stems,
-        mode=mode.value,
+        mode=(mode or (StemMode.synth if input in ("mic", "demo") else StemMode.masked)).value,
         monitor=monitor,
-        delta=delta,
+        delta=sensitivity,
+        port_name=port_name,
+        midi_style=style,
         wait_ms=wait_ms,
         freeze_kit=freeze_kit,
         kit=kit.value,

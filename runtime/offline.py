@@ -9,7 +9,8 @@ so the result equals ``idm-live --input FILE`` (frozen at the clip's kit), with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,14 @@ from idm.runtime.outputs import OutputFolder
 from idm.runtime.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.prepass import ClipAnalysis, analyse_file
 from idm.runtime.providers import make_session, resolve_providers
-from idm.runtime.sources import FileSource, Resampler
+from idm.runtime.sources import ArraySource, FileSource, Resampler
 from idm.runtime.stems_writer import StemsWriter
 from idm.runtime.voices import VoiceEngine
 from idm.runtime.wiener import StreamingWiener
 
 from idm.classes import CLASSES
 from idm.errors import ConfigError, OutputError
-from idm.midi import Onset, to_midi_velocity, write_midi
+from idm.midi import MidiStyle, Onset, to_midi_velocity, write_midi
 
 __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
 
@@ -49,6 +50,7 @@ class OfflineConfig:
     threshold: float | dict[str, float] | None = None
     wait_ms: float | None = None
     subtype: str = "FLOAT"  #: WAV sample format of the stems (soundfile subtype)
+    midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
 
     def __post_init__(self) -> None:
         if self.mode not in ("masked", "synth", "none"):
@@ -101,7 +103,7 @@ class OfflineSeparator:
 
     # ---- analysis ---------------------------------------------------------------------------------------
 
-    def analyse(self, source: FileSource) -> ClipAnalysis:
+    def analyse(self, source: FileSource | ArraySource) -> ClipAnalysis:
         """Every frame's onset probability and velocity, the clip's kit embedding and gains (source rewound)."""
         return analyse_file(self.bundle, source, BLOCK, self.config.threads, encoder=self.encoder, collect=True)
 
@@ -124,8 +126,13 @@ class OfflineSeparator:
 
     # ---- rendering --------------------------------------------------------------------------------------
 
-    def _render(self, source: FileSource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray, folder: Path) -> None:
-        """Second pass: stems block by block into ``folder`` (the voice engine and Wiener of the stream path)."""
+    def _blocks(
+        self, source: FileSource | ArraySource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Second pass: ``(start, stems [K, m])`` blocks at the model rate, :attr:`stem_delay` samples late.
+
+        The voice engine and Wiener of the stream path, fed large blocks; the last block is the Wiener's flush.
+        """
         cfg = self.config
         assert a.velocity is not None
         k = len(self.class_names)
@@ -137,34 +144,68 @@ class OfflineSeparator:
         max_block = 2 * RENDER_BLOCK * max(1, -(-self.sample_rate // source.sample_rate)) + 64
         voices = VoiceEngine(k, self.synth.length, max_block)
         wiener = StreamingWiener(k, self.n_fft, self.hop, cfg.alpha) if cfg.mode == "masked" else None
-        delay = wiener.delay if wiener is not None else 0
-        writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, delay, subtype=cfg.subtype)
+        source.rewind()
+        pos = 0  # model-rate samples rendered
+        nxt = 0  # next hit to trigger
+        n_model = a.n_model_samples
+        while pos < n_model:
+            x = source.read(RENDER_BLOCK)
+            last = source.finished or x.size == 0
+            y = rs(x, last=last)[: n_model - pos]
+            m = y.shape[0]
+            while nxt < len(starts) and starts[nxt] < pos + m:
+                kk, s = int(ks[nxt]), int(starts[nxt])
+                if s >= pos:
+                    voices.trigger(kk, s, bank[kk], amps[nxt])
+                nxt += 1
+            synth = voices.read(m)
+            yield pos, synth if wiener is None else wiener.process(y, synth)
+            pos += m
+            if last:
+                break
+        if wiener is not None:
+            yield pos, wiener.flush()
+
+    @property
+    def stem_delay(self) -> int:
+        """Samples by which :meth:`_blocks` lags the input (one FFT window for masked stems)."""
+        return self.n_fft if self.config.mode == "masked" else 0
+
+    def _render(self, source: FileSource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray, folder: Path) -> None:
+        """The stems as WAV files in ``folder`` at the input's rate and length."""
+        cfg = self.config
+        writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, self.stem_delay,
+                             subtype=cfg.subtype)  # fmt: skip
         try:
-            source.rewind()
-            pos = 0  # model-rate samples rendered
-            nxt = 0  # next hit to trigger
-            n_model = a.n_model_samples
-            while pos < n_model:
-                x = source.read(RENDER_BLOCK)
-                last = source.finished or x.size == 0
-                y = rs(x, last=last)[: n_model - pos]
-                m = y.shape[0]
-                while nxt < len(starts) and starts[nxt] < pos + m:
-                    kk, s = int(ks[nxt]), int(starts[nxt])
-                    if s >= pos:
-                        voices.trigger(kk, s, bank[kk], amps[nxt])
-                    nxt += 1
-                synth = voices.read(m)
-                stems = synth if wiener is None else wiener.process(y, synth)
-                writer.write(pos, stems)
-                pos += m
-                if last:
-                    break
-            if wiener is not None:
-                writer.write(pos, wiener.flush())
+            for start, stems in self._blocks(source, a, ks, js):
+                writer.write(start, stems)
             writer.close(a.n_samples)
         finally:
             writer.close()
+
+    def separate_array(
+        self, audio: np.ndarray, sample_rate: int
+    ) -> tuple[list[Onset], np.ndarray | None, ClipAnalysis, np.ndarray, np.ndarray]:
+        """In memory: onsets, stems ``[K, n]`` at ``sample_rate`` (None for mode none), the analysis, hits.
+
+        ``audio`` is ``[n]`` or ``[n, channels]`` (downmixed). Same results as :meth:`separate_file`.
+        """
+        source = ArraySource(audio, sample_rate)
+        a = self.analyse(source)
+        ks, js = self.hits(a)
+        onsets = self.onsets(a, ks, js)
+        if self.config.mode == "none":
+            return onsets, None, a, ks, js
+        blocks = [b for _, b in self._blocks(source, a, ks, js)]
+        stems = np.concatenate(blocks, axis=1)[:, self.stem_delay : self.stem_delay + a.n_model_samples]
+        if sample_rate != self.sample_rate:
+            import soxr
+
+            stems = soxr.resample(stems.T, self.sample_rate, sample_rate, quality="VHQ").T
+        out = np.zeros((stems.shape[0], a.n_samples), dtype=np.float32)
+        n = min(a.n_samples, stems.shape[1])
+        out[:, :n] = stems[:, :n]
+        return onsets, out, a, ks, js
 
     def separate_file(self, path: str | Path, out_dir: str | Path, force: bool = False) -> OfflineResult:
         """Write ``out_dir/<name>/`` (the stems as WAV at the input's rate, ``<name>.mid``) for one file.
@@ -184,7 +225,7 @@ class OfflineSeparator:
                     self._render(source, a, ks, js, folder.path)
                 midi = folder.path / f"{path.stem}.mid"
                 try:
-                    write_midi(onsets, midi)
+                    write_midi(onsets, midi, style=self.config.midi)
                 except OSError as e:
                     raise OutputError(f"{midi}: cannot write the MIDI file ({e.strerror or e})") from None
                 target = folder.commit()

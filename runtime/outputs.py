@@ -11,7 +11,7 @@ from typing import Protocol
 from idm.classes import CLASSES
 from idm.errors import OutputError
 from idm.files import replace_dir
-from idm.midi import Onset, write_midi
+from idm.midi import MidiStyle, Onset, write_midi
 
 __all__ = ["MidiRecorder", "OutputFolder"]
 
@@ -59,9 +59,10 @@ class MidiRecorder:
     ``(s - latency) / sample_rate`` seconds, as ``idm separate`` writes the onset.
     """
 
-    def __init__(self, sample_rate: int, latency: int) -> None:
+    def __init__(self, sample_rate: int, latency: int, style: MidiStyle | None = None) -> None:
         self.sample_rate = int(sample_rate)
         self.latency = int(latency)
+        self.style = style or MidiStyle()
         self.onsets: list[Onset] = []
 
     def add(self, events: Iterable[_Event]) -> None:
@@ -74,7 +75,7 @@ class MidiRecorder:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_midi(self.onsets, path)
+            write_midi(self.onsets, path, style=self.style)
         except OSError as e:
             raise OutputError(f"{path}: cannot write the MIDI file ({e.strerror or e})") from None
         return path

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from idm.runtime.bundle import Bundle
 from idm.runtime.encoder import StreamingEncoder
-from idm.runtime.sources import FileSource, Resampler
+from idm.runtime.sources import ArraySource, FileSource, Resampler
 
 from idm.audio import MIN_SECONDS
 from idm.errors import AudioInputError
@@ -34,7 +34,7 @@ class ClipAnalysis:
 
 def analyse_file(
     bundle: Bundle,
-    source: FileSource,
+    source: FileSource | ArraySource,
     block: int = 1 << 16,
     threads: int = 1,
     *,

@@ -55,6 +55,7 @@ class _Sender(Protocol):
 
 
 class _Event(Protocol):
+    cls: int
     note: int
     velocity: int
     sample: int
@@ -73,6 +74,9 @@ class SchedulerStats:
 class MidiScheduler:
     """A thread that sends note-ons at their due time and note-offs ``note_seconds`` later.
 
+    A note still sounding when the next hit of the same note is due is ended first (note-off, then
+    note-on), so notes of one drum never overlap on the port.
+
     Parameters
     ----------
     port
@@ -85,6 +89,8 @@ class MidiScheduler:
         Length of the notes (note-off after the note-on).
     channel
         Zero-based MIDI channel (9 = General MIDI drums).
+    notes
+        MIDI note of each class index (default: the events' own notes).
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class MidiScheduler:
         note_seconds: float = 0.05,
         channel: int = DRUM_CHANNEL,
         late_after: float = 0.002,
+        notes: list[int] | tuple[int, ...] | None = None,
     ) -> None:
         self.port = port
         self.clock = clock
@@ -102,7 +109,10 @@ class MidiScheduler:
         self.note_seconds = float(note_seconds)
         self.channel = int(channel)
         self.late_after = late_after
+        self.notes = tuple(notes) if notes is not None else None
         self.stats = SchedulerStats()
+        self._sounding: dict[int, int] = {}  # note -> order of its queued note-off
+        self._cancelled: set[int] = set()  # orders of note-offs already sent early
         self._inbox: queue.SimpleQueue[tuple[int, int, int] | None] = queue.SimpleQueue()
         self._heap: list[tuple[float, int, int, int, int]] = []  # (due, order, status, note, velocity)
         self._order = 0
@@ -118,7 +128,8 @@ class MidiScheduler:
     def push(self, events: Iterable[_Event]) -> None:
         """Queue note events (from the worker thread); never blocks."""
         for e in events:
-            self._inbox.put((int(e.sample), int(e.note), int(e.velocity)))
+            note = int(e.note) if self.notes is None else self.notes[int(e.cls)]
+            self._inbox.put((int(e.sample), note, int(e.velocity)))
 
     def _due(self, sample: int) -> float | None:
         if self.clock is None:
@@ -150,7 +161,15 @@ class MidiScheduler:
                     self._add(*ev)
             now = self._now()
             while self._heap and self._heap[0][0] <= now:
-                due, _, status, note, vel = heapq.heappop(self._heap)
+                due, order, status, note, vel = heapq.heappop(self._heap)
+                if order in self._cancelled:
+                    self._cancelled.discard(order)
+                    continue
+                if status & 0xF0 == NOTE_ON and note in self._sounding:  # end the sounding one first
+                    self.port.send((NOTE_OFF | self.channel, note, 0))
+                    self._cancelled.add(self._sounding.pop(note))
+                elif status & 0xF0 == NOTE_OFF and self._sounding.get(note) == order:
+                    del self._sounding[note]
                 self.port.send((status, note, vel))
                 if status & 0xF0 == NOTE_ON:
                     self.stats.sent += 1
@@ -163,6 +182,7 @@ class MidiScheduler:
                         off = 0.0
                     self._order += 1
                     heapq.heappush(self._heap, (off, self._order, NOTE_OFF | self.channel, note, 0))
+                    self._sounding[note] = self._order
                 now = self._now()
             idle = not self._heap and not self._pending
             if self._stop.is_set() and self._inbox.empty() and (not self._drain or idle):
@@ -183,7 +203,9 @@ class MidiScheduler:
 
     def _finish(self) -> None:
         """Stopped: drop note-ons that were not due yet, send every outstanding note-off now."""
-        for _, _, status, note, _ in sorted(self._heap):
+        for _, order, status, note, _ in sorted(self._heap):
+            if order in self._cancelled:
+                continue
             if status & 0xF0 == NOTE_OFF:
                 self.port.send((status, note, 0))
             else:
@@ -191,6 +213,8 @@ class MidiScheduler:
         self.stats.dropped += len(self._pending)
         self._heap.clear()
         self._pending.clear()
+        self._sounding.clear()
+        self._cancelled.clear()
 
     def stop(self, drain: bool = False, timeout: float | None = None) -> None:
         """Stop the thread. ``drain``: first send everything queued at its due time (end of input)."""

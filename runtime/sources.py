@@ -15,7 +15,7 @@ from idm.runtime.ring import RingBuffer
 
 from idm.errors import AudioInputError
 
-__all__ = ["DemoSource", "FileSource", "Resampler", "RingSource", "resampler_lag"]
+__all__ = ["ArraySource", "DemoSource", "FileSource", "Resampler", "RingSource", "resampler_lag"]
 
 
 class FileSource:
@@ -69,6 +69,40 @@ class FileSource:
 
     def close(self) -> None:
         self._f.close()
+
+
+class ArraySource:
+    """An array (``[n]`` mono or ``[n, channels]``, downmixed) read in blocks, like :class:`FileSource`."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, name: str = "<array>") -> None:
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+        if x.ndim != 1:
+            raise AudioInputError(f"{name}: audio must be [samples] or [samples, channels], got {list(x.shape)}")
+        if not 1 <= int(sample_rate) <= 1_000_000:
+            raise AudioInputError(f"{name}: sample rate {sample_rate} is not a valid rate")
+        self.path = Path(name)
+        self._x = np.ascontiguousarray(x)
+        self.sample_rate = int(sample_rate)
+        self.channels = 1
+        self.frames = int(self._x.size)
+        self.position = 0
+
+    def read(self, n: int) -> np.ndarray:
+        out = self._x[self.position : self.position + n]
+        self.position += out.size
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= self.frames
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    def close(self) -> None:
+        pass
 
 
 class DemoSource:

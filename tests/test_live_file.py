@@ -209,9 +209,12 @@ def test_silent_file(official_bundle, tmp_path):
 
 def test_default_bundle_and_missing_env_bundle(clips, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "IDM_BUNDLE"}
-    res = live("--input", str(clips["loop"]), "--stems-out", str(tmp_path / "o"), env=env)
+    res = live("--input", str(clips["loop"]), "--stems-out", str(tmp_path / "o"), "--mode", "synth", env=env)
     assert res.returncode == 0, res.stderr
     assert "latency 11.6 ms (512 samples" in res.stderr  # the shipped live model: causal, 512 samples
+    res = live("--input", str(clips["loop"]), "--stems-out", str(tmp_path / "m"), env=env)
+    assert res.returncode == 0, res.stderr
+    assert "latency 34.8 ms (1536 samples" in res.stderr  # a file's default: masked stems, one FFT window more
     env["IDM_BUNDLE"] = str(tmp_path / "missing")
     _one_line_error(live("--input", str(clips["loop"]), env=env), "IDM_BUNDLE")
 

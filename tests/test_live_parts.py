@@ -137,6 +137,27 @@ def test_scheduler_stop_sends_note_offs_and_drops_future_notes():
     assert sched.stats.dropped == 1
 
 
+def test_scheduler_ends_a_note_before_its_next_hit_and_maps_notes():
+    from idm.runtime.scheduler import MidiScheduler, MonotonicClock
+
+    sr = 1000
+    clock = MonotonicClock(sr)
+    port = Recorder()
+    # hats 20 ms apart with 50 ms notes; class 6 (tom_high) mapped to 48 as on Roland modules, on channel 1
+    notes = (36, 38, 42, 46, 43, 45, 48, 49, 51)
+    sched = MidiScheduler(port, clock, note_seconds=0.05, channel=0, notes=notes).start()
+    clock.start()
+    t0 = clock.t0
+    sched.push([Ev(2, 42, 100, 100), Ev(2, 42, 90, 120), Ev(6, 50, 80, 130)])
+    time.sleep(0.3)
+    sched.stop(drain=True, timeout=5)
+    msgs = [m for _, m in port.got]
+    assert msgs == [(0x90, 42, 100), (0x80, 42, 0), (0x90, 42, 90), (0x90, 48, 80), (0x80, 42, 0), (0x80, 48, 0)]
+    t_off_first = port.got[1][0] - t0
+    assert 0.119 <= t_off_first <= 0.135  # at the second hit, not 50 ms after the first
+    assert sched.stats.sent == 3
+
+
 def test_scheduler_without_clock_sends_at_once():
     from idm.runtime.scheduler import MidiScheduler
 

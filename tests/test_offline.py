@@ -165,3 +165,95 @@ def test_names_resolve_and_unknown_names_are_one_line(tmp_path: Path) -> None:
     assert resolve_bundle(str(tmp_path)) == tmp_path  # a path stays a path
     with pytest.raises(IDMError, match="no shipped model 'studio'"):
         resolve_bundle("studio")
+
+
+def test_midi_options_and_sensitivity_on_idm_separate(clips: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from idm.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["separate", str(clips["loop"]), "-o", str(tmp_path / "a"), "--mode", "synth",
+                              "--midi-channel", "1", "--note-map", "td", "--note-length", "20", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import mido
+
+    msgs = [m for m in mido.MidiFile(str(tmp_path / "a" / "loop" / "loop.mid")) if m.type == "note_on"]
+    assert msgs and {m.channel for m in msgs} == {0}
+    default = notes_of(tmp_path / "a" / "loop" / "loop.mid")
+    res = runner.invoke(app, ["separate", str(clips["loop"]), "-o", str(tmp_path / "b"), "--mode", "synth",
+                              "--delta", "0.5", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    fewer = notes_of(tmp_path / "b" / "loop" / "loop.mid")
+    assert 0 < len(fewer) < len(default)
+    res = runner.invoke(app, ["separate", str(clips["loop"]), "-o", str(tmp_path / "c"), "--mode", "synth",
+                              "--delta", "kick=0.95,hihat_closed=0.95", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    some = notes_of(tmp_path / "c" / "loop" / "loop.mid")
+    assert len(some) < len(default) and any(n[1] == 38 for n in some)  # kick and hats fewer, the snare kept
+    for bad, word in (("cowbell=0.5", "CLASS=VALUE"), ("nan", "within"), ("2", "within"), ("x", "not a number")):
+        res = runner.invoke(app, ["separate", str(clips["loop"]), "-o", str(tmp_path / "d"), "--delta", bad])
+        assert res.exit_code == 2 and word in res.output, res.output
+    res = runner.invoke(app, ["separate", str(clips["loop"]), "-o", str(tmp_path / "d"), "--midi-channel", "17"])
+    assert res.exit_code == 2 and "1-16" in res.output
+
+
+def test_live_file_defaults_to_separated_masked(clips: dict[str, Path], tmp_path: Path) -> None:
+    """`idm-live --input FILE` with no output option writes masked stems to separated/, as idm separate does."""
+    res = subprocess.run([sys.executable, "-c", "from idm.runtime.cli import main; main()", "--input",
+                          str(clips["loop"]), "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, "-m", "idm", "separate", str(clips["loop"]), "-o", "offline", "-q"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    worst = max(
+        float(np.abs(sf.read(str(tmp_path / "separated" / "loop" / f"{c}.wav"))[0]
+                     - sf.read(str(tmp_path / "offline" / "loop" / f"{c}.wav"))[0]).max())
+        for c in CLASSES
+    )  # fmt: skip
+    assert worst < 1e-4, worst  # masked, the default of both for files
+
+
+def test_version_on_every_command() -> None:
+    for code in ("from idm.cli import main; main()", "from idm.runtime.cli import main; main()",
+                 "from idm.export.cli import main; main()"):  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=60,
+                             check=False)  # fmt: skip
+        assert res.returncode == 0 and res.stdout.startswith("inverse-drum-machine 0.1.0"), res.stdout + res.stderr
+
+
+def test_transcribe_api_matches_the_file_path(clips: dict[str, Path], tmp_path: Path) -> None:
+    from idm.runtime.offline import OfflineSeparator
+
+    import idm
+    from idm.models import resolve_bundle
+
+    t = idm.transcribe(clips["loop48"])
+    assert t.sample_rate == 48000 and t.stems is not None
+    n = sf.info(str(clips["loop48"])).frames
+    assert set(t.stems) == set(CLASSES) and all(v.shape == (n,) for v in t.stems.values())
+    out = OfflineSeparator(resolve_bundle("live")).separate_file(clips["loop48"], tmp_path)
+    assert [(h.cls, round(h.time, 6), h.velocity) for h in t.hits] == [
+        (o.cls, round(o.time, 6), o.velocity) for o in out.onsets
+    ]
+    assert all(0.0 < h.probability <= 1.0 for h in t.hits)
+    file_kick, _ = sf.read(str(out.folder / "kick.wav"), dtype="float32")
+    assert np.abs(t.stems["kick"] - file_kick).max() < 1e-3  # one-shot vs streamed resampling back to 48 kHz
+    x, sr = sf.read(str(clips["loop"]), dtype="float32")
+    g = idm.transcribe(x, sr, stems="synth", groups=True)
+    assert set(g.stems or {}) == {"kick", "snare", "toms", "hihat", "cymbals"} and g.hits
+    assert idm.transcribe(x, sr, stems=None).stems is None
+    from idm.errors import AudioInputError
+
+    with pytest.raises(AudioInputError, match="sample_rate"):
+        idm.transcribe(x)
+    t.write_midi(tmp_path / "t.mid")
+    assert notes_of(tmp_path / "t.mid") == notes_of(out.folder / "loop48.mid")
+
+
+def test_separator_from_pretrained() -> None:
+    from idm.separate import Separator
+
+    sep = Separator.from_pretrained("live")
+    assert sep.model.config.encoder.causal and sep.sample_rate == 44100

@@ -1,0 +1,118 @@
+"""One call from audio to drum hits and stems, without PyTorch: :func:`transcribe` (like basic-pitch's ``predict``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from idm.classes import CLASSES, GROUP_OF, GROUPS
+
+__all__ = ["Hit", "Transcription", "transcribe"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One detected drum hit."""
+
+    cls: str  #: class name (``idm.classes.CLASSES``)
+    time: float  #: seconds from the start of the input
+    velocity: int  #: MIDI velocity 1-127
+    probability: float  #: the onset probability at the picked frame (0-1)
+    note: int  #: MIDI note (General MIDI)
+
+
+@dataclass
+class Transcription:
+    """What :func:`transcribe` found: hits in time order, stems at the input's rate, the onset probabilities."""
+
+    hits: list[Hit]
+    stems: dict[str, np.ndarray] | None  #: class (or group) name -> ``[n]`` float32, aligned with the input
+    sample_rate: int  #: of ``stems`` (the input's)
+    onset_probs: np.ndarray  #: ``[9, F]`` per class (project order) and model frame
+    frame_rate: float  #: frames per second of ``onset_probs``
+
+    def write_midi(self, path: str | Path) -> None:
+        """The hits as a General MIDI drum file (as ``idm separate`` writes it)."""
+        from idm.midi import Onset, write_midi
+
+        write_midi([Onset(h.cls, h.time, h.velocity) for h in self.hits], path)
+
+
+def transcribe(
+    audio: str | Path | np.ndarray,
+    sample_rate: int | None = None,
+    *,
+    model: str | Path = "live",
+    stems: str | None = "masked",
+    groups: bool = False,
+    delta: float | dict[str, float] | None = None,
+    threads: int = 2,
+    provider: str = "cpu",
+) -> Transcription:
+    """Drum hits (class, time, velocity, probability) and stems of a recording, through an ONNX bundle.
+
+    Parameters
+    ----------
+    audio
+        A file path (any format libsndfile reads), or samples ``[n]`` / ``[n, channels]`` (then give
+        ``sample_rate``). Stereo is downmixed.
+    sample_rate
+        Rate of an array input.
+    model
+        ``live`` or ``paper`` (shipped), or a bundle folder made by ``idm-export``.
+    stems
+        ``masked`` (alpha-Wiener on the mix), ``synth`` (the model's one-shots) or None (hits only).
+    groups
+        Five group stems (kick, snare, toms, hihat, cymbals) instead of the nine classes.
+    delta
+        Sensitivity override: one value, or per class name (higher: fewer hits).
+    threads, provider
+        onnxruntime CPU threads and provider (``cpu``, ``cuda`` or ``auto``).
+
+    Examples
+    --------
+    >>> from idm import transcribe
+    >>> t = transcribe("drums.wav")                        # doctest: +SKIP
+    >>> [(h.cls, round(h.time, 3), h.velocity) for h in t.hits[:3]]  # doctest: +SKIP
+    >>> t.stems["kick"].shape                              # doctest: +SKIP
+    """
+    import soundfile as sf
+
+    from idm.errors import AudioInputError
+    from idm.models import resolve_bundle
+    from idm.runtime.offline import OfflineConfig, OfflineSeparator
+
+    if isinstance(audio, str | Path):
+        try:
+            x, sr = sf.read(str(audio), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            raise AudioInputError(f"{audio}: not a readable audio file ({str(e).splitlines()[0]})") from None
+        if sample_rate is not None and sample_rate != sr:
+            raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
+        name = str(audio)
+    else:
+        if sample_rate is None:
+            raise AudioInputError("an array input needs its sample_rate")
+        x, sr, name = np.asarray(audio, dtype=np.float32), int(sample_rate), "<array>"
+    mode = stems or "none"
+    sep = OfflineSeparator(resolve_bundle(str(model)),
+                           OfflineConfig(mode=mode, threads=threads, provider=provider, delta=delta))  # fmt: skip
+    try:
+        onsets, out, analysis, ks, js = sep.separate_array(x, sr)
+    except AudioInputError as e:
+        raise AudioInputError(str(e).replace("<array>", name)) from None
+    assert analysis.onset_prob is not None
+    probs = analysis.onset_prob
+    hits = [Hit(o.cls, o.time, o.velocity, float(probs[int(k), int(j)]), o.note)
+            for o, k, j in zip(onsets, ks, js, strict=True)]  # fmt: skip
+    named: dict[str, np.ndarray] | None = None
+    if out is not None:
+        if groups:
+            g = np.zeros((len(GROUPS), out.shape[1]), dtype=np.float32)
+            np.add.at(g, np.array([GROUPS.index(c) for c in GROUP_OF]), out)
+            named = dict(zip(GROUPS, g, strict=True))
+        else:
+            named = dict(zip(CLASSES, out, strict=True))
+    return Transcription(hits, named, sr, probs, sep.sample_rate / sep.hop)
