@@ -198,25 +198,36 @@ def export_bundle(
 def _readme(m: dict) -> str:
     k = ", ".join(f"{c['name']} ({c['gm_note']})" for c in m["classes"])
     st = m["streaming"]
+    la, flush = int(st["lookahead_frames"]), int(st["flush_frames"])
+    quant = " with int8 dynamic quantization" if m["quantize"] else ""
+    if la:
+        timing = (
+            f"Output column n of the stream is model frame n - {la} (the first {la} outputs are warm-up). "
+            f"At the end of a clip set `end_frame` to the number of log-mel frames fed and feed {flush} more "
+            "zero frames; before that, keep `end_frame` at the manifest's `streaming.end_frame_unknown`."
+        )
+    else:
+        timing = ("The encoder is causal: output column n is model frame n, final as soon as it is fed. At the end "
+                  "of a clip set `end_frame` to the number of log-mel frames fed (before that, keep it at the "
+                  "manifest's `streaming.end_frame_unknown`).")  # fmt: skip
     return f"""# IDM streaming bundle
 
 Exported by idm-export {m["exporter"]["version"]} from `{m["source"]["checkpoint"]}`
-(sha256 {m["source"]["sha256"][:16]}...), model `{m["source"]["model_name"]}`, precision {m["precision"]}
-{"(int8 dynamic quantization)" if m["quantize"] else ""}, ONNX opset {m["opset"]}.
+(sha256 {m["source"]["sha256"][:16]}...), model `{m["source"]["model_name"]}`, precision {m["precision"]}{quant},
+ONNX opset {m["opset"]}.
 
 - `encoder.onnx`: streaming encoder. Feed log-mel frames `logmel [1, {m["frontend"]["n_mels"]}, m]` (any m >= 1)
   plus every state tensor listed in `manifest.json` (`graphs.encoder.state`, initial values there); pass each
   `<name>_out` back as `<name>` on the next call. Outputs `onset_prob`, `velocity` `[1, K, m]`,
-  running `kit_embedding` and `gains`. Output column n of the stream is model frame n - {st["lookahead_frames"]}
-  (the first {st["lookahead_frames"]} outputs are warm-up). At the end of a clip set `end_frame` to the number of
-  log-mel frames and feed {st["flush_frames"]} more zero frames; otherwise `end_frame` = {st["end_frame_unknown"]}.
+  running `kit_embedding` and `gains`. {timing}
 - `synth.onnx`: `kit_embedding [1, n_kits]`, `noise [K, N]` (use `noise.npy`) -> `one_shots [K, N]`,
   `decay_rate [K]`.
 - `mel_fb.npy`: mel filterbank `[n_fft/2+1, n_mels]`; log-mel = ln(|STFT|^2 @ mel_fb + {m["frontend"]["log_eps"]}),
   STFT n_fft {m["frontend"]["n_fft"]}, hop {m["frontend"]["hop"]}, periodic Hann, centred, reflect padding.
 - `parity.npz`: a test clip and the PyTorch outputs for it; a host can test itself against them.
 - Classes (project order, GM note): {k}.
-- Latency: {st["latency_samples"]} samples at {m["audio"]["sample_rate"]} Hz.
+- Encoder latency: {st["latency_samples"]} samples at {m["audio"]["sample_rate"]} Hz (look-ahead and half a
+  window); the peak picker in `manifest.json` (`peak_picking`) adds its post-window, as the runtime reports.
 
 Python: `from idm.runtime.bundle import load_bundle; from idm.runtime.encoder import StreamingEncoder`.
 Validate: `idm-export --check <this folder>`. Full format: `docs/bundle.md` of the IDM toolkit.

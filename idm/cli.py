@@ -314,7 +314,7 @@ def info(
 
     try:
         path = Path(model)
-        if model in SHIPPED and not path.exists():
+        if model in SHIPPED:  # an exact shipped name; a local folder of that name is ./live
             path = resolve_bundle(model)
         if (path / "manifest.json").is_file():
             from idm.runtime.bundle import load_bundle

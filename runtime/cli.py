@@ -19,8 +19,9 @@ HELP = """Real-time drum transcription and separation with an exported IDM bundl
 Inputs (--input):
   mic     an audio input device (--device; see --list-devices), processed as it plays
   demo    the built-in demo loop, played in real time (on --output-device or the default output)
-  PATH    an audio file: written to --stems-out DIR as DIR/<name>/<stem>.wav + <name>.mid, the same
-          layout as `idm separate`, as fast as possible (or in real time with --realtime or --output-device)
+  PATH    an audio file: written to --stems-out DIR (default separated/) as DIR/<name>/<stem>.wav +
+          <name>.mid, the layout of `idm separate`, as fast as possible (or in real time with --realtime or
+          --output-device)
 
 \b
 Outputs: MIDI notes (GM drums, channel 10) on a virtual port "IDM Drums" (or --midi-port NAME for an
@@ -31,7 +32,8 @@ existing one, e.g. loopMIDI on Windows; --midi-api jack to use JACK); a MIDI fil
 Latency: every note leaves a constant LATENCY after its hit entered the input (never "at the end of
 the block it was found in"): the model's look-ahead and peak-picking window, plus a scheduling margin
 (one block, the device's input latency, ~2 ms for processing). idm-live prints the number at start; in
-a DAW, compensate it with a negative delay on the MIDI track (e.g. -445 ms for the official model).
+a DAW, compensate it with a negative delay on the MIDI track (about -21 ms for the shipped live model
+with 256-sample blocks; use the number idm-live prints).
 Files written with --stems-out/--midi-file have the latency removed: they line up with the input
 sample for sample.
 

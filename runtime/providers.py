@@ -20,14 +20,28 @@ def resolve_providers(choice: str) -> list[str]:
         return [PROVIDERS["cpu"]]
     if choice == "cuda":
         if PROVIDERS["cuda"] not in available:
+            both = _installed("onnxruntime") and _installed("onnxruntime-gpu")
             raise ConfigError(
-                "provider cuda: this onnxruntime has no CUDA support (install onnxruntime-gpu, e.g. "
-                "pip install 'inverse-drum-machine[gpu]')"
+                "provider cuda: onnxruntime and onnxruntime-gpu are both installed and the CPU one won; "
+                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+                if both
+                else "provider cuda: this onnxruntime has no CUDA support: pip uninstall -y onnxruntime && "
+                "pip install onnxruntime-gpu"
             )
         return [PROVIDERS["cuda"], PROVIDERS["cpu"]]
     if choice == "auto":
         return [PROVIDERS["cuda"], PROVIDERS["cpu"]] if PROVIDERS["cuda"] in available else [PROVIDERS["cpu"]]
     raise ConfigError(f"unknown provider {choice!r} (use auto, cpu or cuda)")
+
+
+def _installed(dist: str) -> bool:
+    import importlib.metadata as md
+
+    try:
+        md.version(dist)
+    except md.PackageNotFoundError:
+        return False
+    return True
 
 
 def make_session(

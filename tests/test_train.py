@@ -417,3 +417,16 @@ def test_tuned_deltas_respect_the_precision_floor() -> None:
     assert tune_deltas(grid).tolist() == [1, 1]  # F: class 0 .667/.727/.667, class 1 .25/.333/.087
     assert tune_deltas(grid, 1.3).tolist() == [1, 2]  # class 1: only delta 2 sends <= 1.3 notes per hit
     assert tune_deltas(grid, 1.0).tolist() == [2, 2]  # class 1 meets no floor: the fewest notes
+
+
+def test_shipped_configs_by_name(tmp_path: Path) -> None:
+    from idm.errors import ConfigError
+    from idm.train.config import load_config, resolve_config, shipped_configs
+
+    assert set(shipped_configs()) == {"live", "paper", "tiny"}
+    assert resolve_config("live") == ROOT / "configs" / "live.yaml" or resolve_config("live").name == "live.yaml"
+    cfg, sha = load_config("tiny")
+    assert cfg.model.name == "idm-tiny" and len(sha) == 64
+    with pytest.raises(ConfigError, match="shipped config"):
+        resolve_config("studio")
+    assert resolve_config(tmp_path / "mine.yaml") == tmp_path / "mine.yaml"  # a path stays a path

@@ -20,7 +20,9 @@ class Accelerator(str, Enum):
 
 
 def train(
-    config: Annotated[Path, typer.Argument(help="Training config (YAML: model, data, training, peak_picking).")],
+    config: Annotated[
+        Path, typer.Argument(help="Training config: a YAML file, or live, paper or tiny (the shipped ones).")
+    ],
     data: Annotated[Path, typer.Option(help="Groove MIDI Dataset root, or a data pack folder from 'idm data pack'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, audio examples).")],
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last.ckpt.")] = False,

@@ -314,9 +314,29 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs shipped with the package (``live``, ``paper``, ``tiny``): name -> file."""
+    from importlib.resources import files
+
+    folder = files("idm.configs")
+    return {p.name[:-5]: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config(ref: str | Path) -> Path:
+    """A config argument: an existing file, or the name of a shipped config (``idm train live``)."""
+    path = Path(ref)
+    if path.exists() or path.suffix:
+        return path
+    shipped = shipped_configs()
+    if str(ref) in shipped:
+        return shipped[str(ref)]
+    raise ConfigError(f"{ref}: no such config file, nor a shipped config ({', '.join(sorted(shipped))})")
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[TrainConfig, str]:
-    """Read a YAML training config, apply ``--override`` strings; returns the config and the file's sha256."""
-    path = Path(path)
+    """Read a YAML training config (a file or a shipped name), apply ``--override`` strings; returns the config
+    and the file's sha256."""
+    path = resolve_config(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     data = path.read_bytes()

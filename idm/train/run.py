@@ -301,6 +301,9 @@ def _callbacks(opts: RunOptions, file_sha: str, t_start: float) -> list[Any]:
 def train(opts: RunOptions) -> RunResult:
     """Run (or continue) training in ``opts.out`` until the configured steps or ``--max-minutes``."""
     t_start = time.monotonic()
+    from idm.train.config import resolve_config
+
+    opts = replace(opts, config=resolve_config(opts.config))  # a shipped name -> its file (recorded in run.json)
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
