@@ -78,7 +78,8 @@ def summary(session: Any) -> str:
     if session.scheduler is not None:
         parts.append(f"{session.scheduler.stats.sent} sent")
         if session.scheduler.stats.late:
-            parts.append(f"{session.scheduler.stats.late} late")
+            st = session.scheduler.stats
+            parts.append(f"{st.late} late (max {st.max_late_ms:.1f} ms)")
     parts.append(f"{_xruns(session)} xruns")
     parts.append(f"load mean {s.load_pct:.1f} %")
     return ", ".join(parts)
