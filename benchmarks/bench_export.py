@@ -53,9 +53,9 @@ def main() -> None:
     torch.set_num_threads(1)
     from idm.export.bundle import export_bundle
     from idm.export.streaming import END_UNKNOWN, StreamingEncoder
-    from idm.runtime.bundle import load_bundle
-    from idm.runtime.encoder import make_session
-    from idm.runtime.frontend import FrontendParams, StreamingLogMel
+    from idm.runtime.engine.bundle import load_bundle
+    from idm.runtime.engine.encoder import make_session
+    from idm.runtime.engine.frontend import FrontendParams, StreamingLogMel
 
     from idm.checkpoint import load_model
 

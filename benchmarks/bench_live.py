@@ -37,7 +37,7 @@ def block_times(bundle: Path, audio: np.ndarray, block: int, mode: str, freeze: 
     ``freeze``: kit frozen (the audio path alone); otherwise the running kit re-synthesizes the bank in a
     background thread, which competes for the same core.
     """
-    from idm.runtime.processor import ProcessorConfig, StreamProcessor
+    from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
 
     proc = StreamProcessor(bundle, ProcessorConfig(provider="cpu", threads=1, stems=mode, freeze=freeze))
     try:
@@ -110,7 +110,7 @@ def main() -> None:
         rows.append(
             ("idm-live process, 60 s file -> 9 stems + MIDI: peak RSS / wall time", f"{rss:.0f} MiB / {wall:.1f} s")
         )
-        for mod in ("idm.runtime", "idm.runtime.cli", "idm.runtime.processor"):
+        for mod in ("idm.runtime", "idm.runtime.cli", "idm.runtime.engine.processor"):
             rows.append((f"`import {mod}` (fresh interpreter, median of 5)", f"{import_time(mod) * 1000:.0f} ms"))
         where = pin_one_core()
         rows.append(("block timing", f"one thread, {where}, {args.seconds:g} s demo loop, stems {args.mode}"))

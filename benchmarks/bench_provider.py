@@ -9,7 +9,7 @@ import sys
 import time
 
 import numpy as np
-from idm.runtime.processor import ProcessorConfig, StreamProcessor
+from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
 
 from idm.errors import ConfigError
 

@@ -15,7 +15,7 @@ from idm.export.manifest import build_manifest
 from idm.export.onnx_export import check_opset, export_encoder, export_synth
 from idm.export.quantize import to_fp16, to_int8
 from idm.export.streaming import StreamingEncoder, SynthGraph
-from idm.runtime.bundle import MANIFEST
+from idm.runtime.engine.bundle import MANIFEST
 
 from idm.checkpoint import load_model, sha256_file
 from idm.classes import class_permutation
@@ -229,6 +229,6 @@ ONNX opset {m["opset"]}.
 - Encoder latency: {st["latency_samples"]} samples at {m["audio"]["sample_rate"]} Hz (look-ahead and half a
   window); the peak picker in `manifest.json` (`peak_picking`) adds its post-window, as the runtime reports.
 
-Python: `from idm.runtime.bundle import load_bundle; from idm.runtime.encoder import StreamingEncoder`.
+Python: `from idm.runtime.engine.bundle import load_bundle; from idm.runtime.engine.encoder import StreamingEncoder`.
 Validate: `idm-export --check <this folder>`. Full format: `docs/bundle.md` of the IDM toolkit.
 """

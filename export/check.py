@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from idm.runtime.bundle import Bundle, load_bundle
-from idm.runtime.encoder import StreamingEncoder, make_session
+from idm.runtime.engine.bundle import Bundle, load_bundle
+from idm.runtime.engine.encoder import StreamingEncoder, make_session
 
 from idm.errors import BundleError
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from idm.export.onnx_export import ENCODER_INPUTS, SYNTH_INPUTS
 from idm.export.streaming import END_UNKNOWN, StreamingEncoder, latency_samples
-from idm.runtime.bundle import SCHEMA, SCHEMA_VERSION
+from idm.runtime.engine.bundle import SCHEMA, SCHEMA_VERSION
 
 from idm.classes import CLASSES, GM_NOTES, GROUP_OF
 from idm.model import InverseDrumMachine

@@ -317,7 +317,7 @@ def info(
         if model in SHIPPED:  # an exact shipped name; a local folder of that name is ./live
             path = resolve_bundle(model)
         if (path / "manifest.json").is_file():
-            from idm.runtime.bundle import load_bundle
+            from idm.runtime.engine.bundle import load_bundle
 
             b = load_bundle(path)
             m = b.manifest

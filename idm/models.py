@@ -81,7 +81,7 @@ class ShippedModel:
 def stream_latency(manifest: dict[str, Any]) -> int:
     """Samples from a hit to its MIDI note and synthesized stem when a bundle streams: look-ahead and picker
     delay in frames, plus half an FFT window (masked stems add one window). As ``StreamProcessor.latency``."""
-    from idm.runtime.peaks import PickerParams
+    from idm.runtime.engine.peaks import PickerParams
 
     m = manifest
     delay = PickerParams.from_manifest(m["peak_picking"], [c["name"] for c in m["classes"]]).delay

@@ -1,6 +1,6 @@
 """Torch-free streaming runtime: runs exported IDM bundles with onnxruntime and numpy.
 
-Model side: :mod:`idm.runtime.bundle` (load and verify a bundle) and :mod:`idm.runtime.processor`
+Model side: :mod:`idm.runtime.engine.bundle` (load and verify a bundle) and :mod:`idm.runtime.engine.processor`
 (``StreamProcessor``: audio blocks in, MIDI events and stems out at one constant latency), built from
 ``frontend``, ``encoder``, ``peaks``, ``bank``, ``voices``, ``wiener`` and ``providers``.
 

@@ -87,7 +87,7 @@ def _check(o: LiveOptions) -> None:
 
 
 def _processor(bundle: Any, o: LiveOptions, kit: Any = None) -> Any:
-    from idm.runtime.processor import ProcessorConfig, StreamProcessor
+    from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
 
     cfg = ProcessorConfig(
         provider=o.provider,
@@ -112,8 +112,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
     ``log(text)`` receives one-line notes (what was opened, the latency). Raises :class:`IDMError`
     subclasses with one-line messages; whatever was opened before the failure is closed again.
     """
-    from idm.runtime.bundle import load_bundle
     from idm.runtime.defaults import default_bundle
+    from idm.runtime.engine.bundle import load_bundle
 
     say = log or (lambda _text: None)
     _check(o)

@@ -89,7 +89,7 @@ class LiveSession:
     Parameters
     ----------
     processor
-        A :class:`idm.runtime.processor.StreamProcessor`.
+        A :class:`idm.runtime.engine.processor.StreamProcessor`.
     source
         Where audio comes from.
     chunk

@@ -3,7 +3,7 @@
 Two passes over the file, in bounded memory: the encoder runs over large blocks (one onnxruntime call per
 ~1.5 s of audio) and keeps every frame's onset probability and velocity; the picker decides the hits, the
 synthesizer makes one bank from the whole clip's kit embedding; the second pass renders the stems block
-by block with the same voice engine and Wiener masking as :class:`~idm.runtime.processor.StreamProcessor`,
+by block with the same voice engine and Wiener masking as :class:`~idm.runtime.engine.processor.StreamProcessor`,
 so the result equals ``idm-live --input FILE`` (frozen at the clip's kit), with no per-block work.
 """
 
@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from idm.runtime.bank import BankSynth
-from idm.runtime.bundle import Bundle, load_bundle
-from idm.runtime.encoder import StreamingEncoder
+from idm.runtime.engine.bank import BankSynth
+from idm.runtime.engine.bundle import Bundle, load_bundle
+from idm.runtime.engine.encoder import StreamingEncoder
+from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
+from idm.runtime.engine.providers import make_session, resolve_providers
+from idm.runtime.engine.voices import VoiceEngine
+from idm.runtime.engine.wiener import StreamingWiener
 from idm.runtime.outputs import OutputFolder
-from idm.runtime.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.prepass import ClipAnalysis, analyse_file
-from idm.runtime.providers import make_session, resolve_providers
 from idm.runtime.sources import ArraySource, FileSource, Resampler
 from idm.runtime.stems_writer import StemsWriter
-from idm.runtime.voices import VoiceEngine
-from idm.runtime.wiener import StreamingWiener
 
 from idm.classes import CLASSES
 from idm.errors import ConfigError, OutputError

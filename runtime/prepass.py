@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from idm.runtime.bundle import Bundle
-from idm.runtime.encoder import StreamingEncoder
+from idm.runtime.engine.bundle import Bundle
+from idm.runtime.engine.encoder import StreamingEncoder
 from idm.runtime.sources import ArraySource, FileSource, Resampler
 
 from idm.audio import MIN_SECONDS

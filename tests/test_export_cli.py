@@ -72,7 +72,7 @@ def test_check_detects_bad_manifest(tampered):
 
 def test_check_detects_wrong_parity(tampered):
     import numpy as np
-    from idm.runtime.bundle import sha256_file
+    from idm.runtime.engine.bundle import sha256_file
 
     par = dict(np.load(tampered / "parity.npz"))
     par["onset_prob"] = par["onset_prob"] + 0.01

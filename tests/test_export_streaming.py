@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from idm.runtime.bundle import load_bundle
-from idm.runtime.encoder import StreamingEncoder, make_session
+from idm.runtime.engine.bundle import load_bundle
+from idm.runtime.engine.encoder import StreamingEncoder, make_session
 
 from idm.classes import class_permutation
 

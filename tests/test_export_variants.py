@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from idm.export.manifest import TOLERANCES
 from idm.export.quantize import to_fp16, to_int8
-from idm.runtime.encoder import make_session
+from idm.runtime.engine.encoder import make_session
 
 from idm.classes import class_permutation
 from idm.peaks import peak_pick

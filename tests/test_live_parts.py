@@ -252,7 +252,7 @@ def test_bank_refresher_runs_at_the_lowest_priority() -> None:
     import os
     import threading
 
-    from idm.runtime.bank import BACKGROUND_NICE, BankRefresher
+    from idm.runtime.engine.bank import BACKGROUND_NICE, BankRefresher
 
     seen: dict[str, int] = {}
     done = threading.Event()

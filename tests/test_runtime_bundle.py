@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from idm.runtime.bundle import load_bundle
+from idm.runtime.engine.bundle import load_bundle
 
 from idm.errors import AudioInputError, BundleError
 
 
 def test_runtime_import_does_not_import_torch():
     code = (
-        "import sys, idm.runtime, idm.runtime.bundle, idm.runtime.encoder, idm.runtime.frontend; "
+        "import sys, idm.runtime, idm.runtime.engine.bundle, idm.runtime.engine.encoder, idm.runtime.engine.frontend; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -62,7 +62,7 @@ def test_official_lookahead_is_57(official_bundle):
 
 @pytest.mark.parametrize("n", [513, 700, 44100, 145537])
 def test_frontend_equals_offline(n, rng):
-    from idm.runtime.frontend import FrontendParams, StreamingLogMel
+    from idm.runtime.engine.frontend import FrontendParams, StreamingLogMel
 
     from idm.model.config import FrontendConfig
     from idm.model.frontend import LogMel, mel_filterbank
@@ -85,7 +85,7 @@ def test_frontend_equals_offline(n, rng):
 
 
 def test_frontend_rejects_too_short_clip():
-    from idm.runtime.frontend import FrontendParams, StreamingLogMel
+    from idm.runtime.engine.frontend import FrontendParams, StreamingLogMel
 
     from idm.model.config import FrontendConfig
     from idm.model.frontend import mel_filterbank
@@ -97,7 +97,7 @@ def test_frontend_rejects_too_short_clip():
 
 
 def test_encoder_reset_repeats(tiny_bundle, rng):
-    from idm.runtime.encoder import StreamingEncoder
+    from idm.runtime.engine.encoder import StreamingEncoder
 
     enc = StreamingEncoder(load_bundle(tiny_bundle))
     audio = (rng.standard_normal(8000) * 0.1).astype(np.float32)

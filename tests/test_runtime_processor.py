@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from idm.runtime.peaks import PickerParams, StreamingPeakPicker
-from idm.runtime.processor import ProcessorConfig, StreamProcessor
-from idm.runtime.voices import VoiceEngine
-from idm.runtime.wiener import StreamingWiener
+from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
+from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
+from idm.runtime.engine.voices import VoiceEngine
+from idm.runtime.engine.wiener import StreamingWiener
 
 from idm.errors import AudioInputError, ConfigError
 from idm.model.wiener import wiener_separate

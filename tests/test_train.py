@@ -232,7 +232,7 @@ def test_overfits_a_fixed_batch(tiny_data: dict[str, object]) -> None:
 def test_train_cli_resume_time_limit_and_export(tiny_data: dict[str, object], tmp_path: Path) -> None:
     from idm.export.bundle import export_bundle
     from idm.export.check import check_bundle
-    from idm.runtime.bundle import load_bundle
+    from idm.runtime.engine.bundle import load_bundle
 
     from idm.checkpoint import load_model, read_checkpoint
 

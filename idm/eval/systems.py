@@ -148,7 +148,7 @@ class CheckpointSystem:
 
 
 class StreamSystem:
-    """A streaming bundle (or a checkpoint exported to one) run through :class:`idm.runtime.processor.StreamProcessor`.
+    """A streaming bundle (or a checkpoint exported to one) run through :class:`~idm.runtime.engine.StreamProcessor`.
 
     Each clip is streamed in ``block``-sample blocks through a fresh processor (as a user opening the
     file would), with the running kit embedding and gains (not frozen), once with masked and once with
@@ -168,7 +168,7 @@ class StreamSystem:
         block: int = 256,
         pace: str = "live",
     ) -> None:
-        from idm.runtime.bundle import load_bundle
+        from idm.runtime.engine.bundle import load_bundle
 
         if pace not in PACES:
             raise IDMError(f"unknown stream pace {pace!r}; expected one of {', '.join(PACES)}")
@@ -188,7 +188,7 @@ class StreamSystem:
         self.bank_updates: tuple[int, int] = (0, 0)
 
     def _run(self, x: np.ndarray, stems: str) -> tuple[np.ndarray, list[np.ndarray], int]:
-        from idm.runtime.processor import ProcessorConfig, StreamProcessor
+        from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
 
         cfg = ProcessorConfig(provider=self.provider, threads=self.threads, stems=stems, alpha=self.alpha)
         with StreamProcessor(self.bundle, cfg) as proc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from idm.runtime.bundle import Bundle
-from idm.runtime.frontend import FrontendParams, StreamingLogMel
-from idm.runtime.providers import make_session
+from idm.runtime.engine.bundle import Bundle
+from idm.runtime.engine.frontend import FrontendParams, StreamingLogMel
+from idm.runtime.engine.providers import make_session
 
 from idm.errors import AudioInputError
 

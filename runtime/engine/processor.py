@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from idm.runtime.bank import BankRefresher, BankSynth
-from idm.runtime.bundle import Bundle, load_bundle
-from idm.runtime.encoder import StreamingEncoder
-from idm.runtime.peaks import PickerParams, StreamingPeakPicker
-from idm.runtime.providers import PROVIDERS, make_session, resolve_providers
-from idm.runtime.voices import VoiceEngine
-from idm.runtime.wiener import StreamingWiener
+from idm.runtime.engine.bank import BankRefresher, BankSynth
+from idm.runtime.engine.bundle import Bundle, load_bundle
+from idm.runtime.engine.encoder import StreamingEncoder
+from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
+from idm.runtime.engine.providers import PROVIDERS, make_session, resolve_providers
+from idm.runtime.engine.voices import VoiceEngine
+from idm.runtime.engine.wiener import StreamingWiener
 
 from idm.errors import AudioInputError, ConfigError
 from idm.midi import to_midi_velocity
@@ -150,7 +150,7 @@ class StreamProcessor:
         self.picker = StreamingPeakPicker(self.picker_params, k)
         #: samples from a hit to its event and synthesized stem
         self.detect_latency = (self.encoder.lookahead + self.picker_params.delay) * self.hop + self.n_fft // 2
-        self.latency = self.detect_latency + (self.n_fft if cfg.stems == "masked" else 0)
+        self._latency = self.detect_latency + (self.n_fft if cfg.stems == "masked" else 0)
 
         n_kits = int(m["graphs"]["synth"]["inputs"][0]["shape"][-1])
         kit = np.full(n_kits, 1.0 / n_kits, np.float32) if cfg.kit_embedding is None else cfg.kit_embedding
@@ -167,15 +167,36 @@ class StreamProcessor:
             BankRefresher(self.bank_synth, self._kit0, self._bank) if cfg.refresh_bank and not cfg.freeze else None
         )
 
-        self._max_block = cfg.max_block
-        self.voices = VoiceEngine(k, self.bank_synth.length, cfg.max_block) if cfg.stems != "none" else None
         self.wiener = StreamingWiener(k, self.n_fft, self.hop, cfg.alpha) if cfg.stems == "masked" else None
-        self._mix_delay = _DelayLine(self.detect_latency, cfg.max_block) if cfg.stems == "masked" else None
-        frames = max(1, self.picker_params.delay) + cfg.max_block // self.hop + 2 * self.encoder.lookahead + 64
+        self.prepare(cfg.max_block)
+
+    def prepare(self, max_block: int) -> None:
+        """Allocate the buffers for blocks of up to ``max_block`` samples and start a new stream.
+
+        Called by the constructor with ``config.max_block``; call it again when the host's block size grows.
+        Larger blocks given to :meth:`process` still work, in pieces (and allocate while they are cut).
+        """
+        if max_block < 1:
+            raise ConfigError(f"max_block must be at least 1, got {max_block}")
+        k, cfg = len(self.class_names), self.config
+        self._max_block = int(max_block)
+        self.voices = VoiceEngine(k, self.bank_synth.length, self._max_block) if cfg.stems != "none" else None
+        self._mix_delay = _DelayLine(self.detect_latency, self._max_block) if cfg.stems == "masked" else None
+        frames = max(1, self.picker_params.delay) + self._max_block // self.hop + 2 * self.encoder.lookahead + 64
         self._vel_size = 1 << int(np.ceil(np.log2(frames + self.encoder.extra_frames)))
         self._vel = np.zeros((k, self._vel_size), dtype=np.float32)
-        self._stems_out = np.zeros((k, cfg.max_block), dtype=np.float32)
+        self._stems_out = np.zeros((k, self._max_block), dtype=np.float32)
         self.reset()
+
+    @property
+    def latency(self) -> int:
+        """Samples from an input sample to the same instant in the output (stems and due times); constant."""
+        return self._latency
+
+    @property
+    def max_block(self) -> int:
+        """The largest block :meth:`process` handles in one piece (see :meth:`prepare`)."""
+        return self._max_block
 
     # ---- state ----------------------------------------------------------------------------------------
 
