@@ -35,7 +35,7 @@ def export(
     config: Annotated[
         Path | None, typer.Option("--config", help="model.yaml of an official checkpoint [default: found beside it].")
     ] = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17 to 20).", min=17, max=20)] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17 to 20).")] = 17,
     precision: Annotated[
         str, typer.Option("--precision", help="fp32, or fp16 (weights stored in fp16, float32 compute).")
     ] = "fp32",
