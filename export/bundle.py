@@ -74,10 +74,28 @@ def _check_options(opts: ExportOptions, enc_lookahead: int) -> None:
 
 
 def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse an output that is a file, a symlink, or a non-empty folder that is not a bundle (even with force).
+
+    ``--force`` replaces only a folder holding a ``manifest.json``: it never deletes a folder of other files.
+    """
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{out}: cannot create the bundle folder: {parent} is a file")
+    if out.is_symlink():
+        raise OutputError(f"{out}: is a symlink; give the real folder")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    try:
+        non_empty = out.is_dir() and any(out.iterdir())
+    except OSError as e:
+        raise OutputError(f"{out}: cannot read the folder ({e.strerror or e})") from None
+    if non_empty and not force:
         raise OutputError(f"{out}: folder exists and is not empty (use --force to replace it)")
+    if non_empty and not (out / MANIFEST).is_file():
+        raise OutputError(
+            f"{out}: not a bundle folder (no {MANIFEST}); --force replaces only an earlier bundle, so choose a new "
+            "or empty folder"
+        )
 
 
 def export_model(
@@ -104,9 +122,12 @@ def export_model(
     extra = 0 if opts.lookahead is None else opts.lookahead - base.lookahead
     enc = StreamingEncoder(model, extra_delay=extra).eval() if extra else base
     cfg = model.config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp.chmod(0o755)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the bundle folder ({e.strerror or e})") from None
     try:
         say("encoder.onnx")
         export_encoder(enc, tmp / "encoder.onnx", opts.opset)
@@ -141,13 +162,28 @@ def export_model(
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         (tmp / "README.md").write_text(_readme(manifest))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{out}: cannot write the bundle ({e.strerror or e})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out``; an earlier bundle there (checked by ``_prepare_out``) is
+    moved aside first and deleted only once the new one is in place."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if not (out / MANIFEST).is_file() and any(out.iterdir()):  # changed since _prepare_out: never delete it
+        raise OutputError(f"{out}: is no longer an empty folder or a bundle; nothing was replaced")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(old / out.name)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_parity(model: InverseDrumMachine, path: Path, noise: np.ndarray) -> None:

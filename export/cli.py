@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from idm.cliopts import OneLineCommand
 from idm.errors import IDMError
 from idm.version import print_version
 
@@ -18,12 +19,13 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command(
+    cls=OneLineCommand,
     help=(
         "Export an IDM checkpoint (the project's own, or an official .ckpt with its model.yaml) to a bundle "
         "folder that any host can run with onnxruntime alone: encoder.onnx (streaming, explicit state), "
         "synth.onnx, mel_fb.npy, noise.npy, parity.npz, manifest.json, README.md. "
         "With --check DIR, re-validate an existing bundle instead (hashes, graphs, a streamed parity run)."
-    )
+    ),
 )
 def export(
     ckpt: Annotated[Path | None, typer.Argument(help="Checkpoint (.ckpt/.pt) to export.", show_default=False)] = None,
@@ -45,6 +47,8 @@ def export(
         typer.Option(
             "--lookahead",
             help="Declared look-ahead in frames: at least the model's own (57 official); more adds a delay.",
+            min=0,
+            max=4096,
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,

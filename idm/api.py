@@ -78,17 +78,13 @@ def transcribe(
     >>> [(h.cls, round(h.time, 3), h.velocity) for h in t.hits[:3]]  # doctest: +SKIP
     >>> t.stems["kick"].shape                              # doctest: +SKIP
     """
-    import soundfile as sf
-
+    from idm.audio import read_frames
     from idm.errors import AudioInputError
     from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
 
     if isinstance(audio, str | Path):
-        try:
-            x, sr = sf.read(str(audio), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-            raise AudioInputError(f"{audio}: not a readable audio file ({str(e).splitlines()[0]})") from None
+        x, sr = read_frames(audio)
         if sample_rate is not None and sample_rate != sr:
             raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
         name = str(audio)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from idm.cliopts import OneLineGroup, number
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
 from idm.version import print_version
@@ -18,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineGroup,
 )
 app.add_typer(data_app, name="data")
 
@@ -114,16 +116,25 @@ def separate(
         Mode.masked
     ),
     stems: Annotated[int, typer.Option(help="9 classes, or 5 groups: kick/snare/toms/hihat/cymbals.")] = 9,
-    alpha: Annotated[float, typer.Option(help="Exponent of the alpha-Wiener masks.")] = 1.0,
+    alpha: Annotated[
+        float, typer.Option(help="Exponent of the alpha-Wiener masks (> 0).", callback=number(0, 100, lo_open=True))
+    ] = 1.0,
     onsets: Annotated[
         Path | None, typer.Option(help="MIDI file of the hits to use instead of the model's transcription (torch).")
     ] = None,
     device: Annotated[Device, typer.Option(help="cpu, or cuda (torch device / onnxruntime CUDA provider).")] = (
         Device.cpu
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the one-shot synthesizer's noise (torch; bundles fix it).")] = 1234,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: torch's choice; onnx: 2).")] = None,
-    chunk_seconds: Annotated[float, typer.Option(help="Chunk length (torch); bounds memory on long files.")] = 30.0,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the one-shot synthesizer's noise (torch; bundles fix it).", min=0, max=2**32 - 1),
+    ] = 1234,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: torch's choice; onnx: 2).", min=1, max=256)
+    ] = None,
+    chunk_seconds: Annotated[
+        float, typer.Option(help="Chunk length (torch); bounds memory on long files.", callback=number(1, 3600))
+    ] = 30.0,
     delta: Annotated[
         str | None,
         typer.Option(
@@ -132,14 +143,19 @@ def separate(
         ),
     ] = None,
     note_length: Annotated[
-        float, typer.Option(help="MIDI note length in ms (a note also ends at the next hit of its drum).")
+        float,
+        typer.Option(
+            help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
+        ),
     ] = 50.0,
-    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
+    midi_channel: Annotated[
+        int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).", min=1, max=16)
+    ] = 10,
     note_map: Annotated[
         str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
     ] = "gm",
     midi_tempo: Annotated[
-        float, typer.Option(help="Tempo of the MIDI file in BPM (notes keep their seconds).")
+        float, typer.Option(help="Tempo of the MIDI file in BPM (notes keep their seconds).", callback=number(20, 400))
     ] = 120.0,
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -283,7 +299,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo loop and its separation.")] = Path(
         "out/demo"
     ),
-    seconds: Annotated[float, typer.Option(help="Length of the demo loop.")] = 8.0,
+    seconds: Annotated[
+        float, typer.Option(help="Length of the demo loop.", callback=number(0, 600, lo_open=True))
+    ] = 8.0,
 ) -> None:
     """Render the built-in demo drum loop and separate it (stems + MIDI) with a shipped model (no PyTorch needed)."""
     import soundfile as sf

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ DRUM_CHANNEL = 9  # channel 10, zero-based
 TICKS_PER_BEAT = 960
 TEMPO = 500_000  # 120 BPM: one tick = 1/1920 s
 NOTE_SECONDS = 0.05
+#: Largest onset MIDI file read (a long performance is well under 1 MiB).
+MAX_MIDI_BYTES = 16 * 2**20
 
 
 #: Named note maps: class -> MIDI note. ``gm``: General MIDI drums. ``td``: Roland V-Drums modules (TD-11/17/27,
@@ -173,15 +178,28 @@ def read_onsets(path: str | Path) -> list[Onset]:
     if not path.is_file():
         raise AudioInputError(f"{path}: onset MIDI file not found")
     try:
-        mid = mido.MidiFile(str(path))
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as e:
+        size = path.stat().st_size
+        if size > MAX_MIDI_BYTES:
+            raise AudioInputError(f"{path}: {size} bytes; an onset MIDI file is at most {MAX_MIDI_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except OSError as e:
+        raise AudioInputError(f"{path}: cannot read ({e.strerror or e})") from None
+    out: list[Onset] = []
+    try:  # mido parses untrusted bytes: any of these means a broken file, reported as one line
+        mid = mido.MidiFile(file=io.BytesIO(data))
+        if mid.type == 2:
+            raise AudioInputError(
+                f"{path}: a type-2 MIDI file (independent sequences) has no single timeline; save it as type 0 or 1"
+            )
+        t = 0.0
+        for msg in mid:  # merged tracks, times in seconds
+            t += msg.time
+            if msg.type == "note_on" and msg.velocity > 0 and msg.note in GM_TO_CLASS:
+                out.append(Onset(GM_TO_CLASS[msg.note], t, int(msg.velocity)))
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, struct.error, RecursionError) as e:
         raise AudioInputError(
             f"{path}: not a readable MIDI file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    out: list[Onset] = []
-    t = 0.0
-    for msg in mid:  # merged tracks, times in seconds
-        t += msg.time
-        if msg.type == "note_on" and msg.velocity > 0 and msg.note in GM_TO_CLASS:
-            out.append(Onset(GM_TO_CLASS[msg.note], t, int(msg.velocity)))
+    if not all(math.isfinite(o.time) for o in out):
+        raise AudioInputError(f"{path}: not a readable MIDI file (note times are not finite)")
     return out

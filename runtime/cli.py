@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from idm.cliopts import OneLineCommand, number
 from idm.errors import IDMError
 from idm.version import print_version
 
@@ -110,7 +111,7 @@ def list_everything() -> None:
         typer.echo(f"MIDI ports: unavailable ({e})")
 
 
-@app.command(help=HELP)
+@app.command(help=HELP, cls=OneLineCommand)
 def live(
     input: Annotated[str, typer.Option("--input", "-i", help="mic, demo, or an audio file path.")] = "mic",
     bundle: Annotated[
@@ -124,12 +125,16 @@ def live(
         str | None, typer.Option(help="Output device for monitoring (and real-time pacing of files).")
     ] = None,
     input_channel: Annotated[
-        int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).")
+        int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).", min=1, max=1024)
     ] = None,
-    channel: Annotated[int | None, typer.Option(hidden=True, help="Old name of --input-channel.")] = None,
-    block_size: Annotated[int, typer.Option(help="Audio block in frames (smaller: less latency, more load).")] = 256,
+    channel: Annotated[
+        int | None, typer.Option(hidden=True, help="Old name of --input-channel.", min=1, max=1024)
+    ] = None,
+    block_size: Annotated[
+        int, typer.Option(help="Audio block in frames (smaller: less latency, more load).", min=16, max=16384)
+    ] = 256,
     provider: Annotated[Provider, typer.Option(help="onnxruntime provider.")] = Provider.auto,
-    threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads.", min=1, max=256)] = 1,
     midi_port: Annotated[
         str | None, typer.Option(help="Send to an existing MIDI port (name substring) instead of a virtual one.")
     ] = None,
@@ -166,22 +171,33 @@ def live(
         str | None, typer.Option(help="Name of the virtual MIDI port (default 'IDM Drums'); one per instance.")
     ] = None,
     note_length: Annotated[
-        float, typer.Option(help="MIDI note length in ms (a note also ends at the next hit of its drum).")
+        float,
+        typer.Option(
+            help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
+        ),
     ] = 50.0,
-    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
+    midi_channel: Annotated[
+        int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).", min=1, max=16)
+    ] = 10,
     note_map: Annotated[
         str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
     ] = "gm",
     midi_tempo: Annotated[
-        float, typer.Option(help="Tempo of recorded MIDI files in BPM (notes keep their seconds).")
+        float,
+        typer.Option(help="Tempo of recorded MIDI files in BPM (notes keep their seconds).", callback=number(20, 400)),
     ] = 120.0,
-    wait_ms: Annotated[float | None, typer.Option(help="Minimum time between two hits of one drum.")] = None,
+    wait_ms: Annotated[
+        float | None, typer.Option(help="Minimum time between two hits of one drum.", callback=number(0, 10000))
+    ] = None,
     freeze_kit: Annotated[bool, typer.Option(help="Keep the kit (one-shots, gains) at its start values.")] = False,
     kit: Annotated[
         Kit, typer.Option(help="Files: clip = the whole file's kit (equals idm separate); running = as live.")
     ] = Kit.auto,
     realtime: Annotated[bool, typer.Option(help="Play a file input in real time (MIDI out on schedule).")] = False,
-    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of input.")] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds of input.", callback=number(0, 10 * 86400, lo_open=True)),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
     version: Annotated[

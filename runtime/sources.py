@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 from idm.runtime.ring import RingBuffer
 
+from idm.audio import check_rate, check_samples, open_audio
 from idm.errors import AudioInputError
 
 __all__ = ["ArraySource", "DemoSource", "FileSource", "Resampler", "RingSource", "resampler_lag"]
@@ -21,31 +22,17 @@ __all__ = ["ArraySource", "DemoSource", "FileSource", "Resampler", "RingSource",
 class FileSource:
     """An audio file (any format libsndfile reads, mono or stereo) read in blocks and downmixed to mono.
 
-    Raises :class:`AudioInputError` (one line, naming the file) if it is missing, a folder, unreadable or
-    has more than 2 channels.
+    Raises :class:`AudioInputError` (one line, naming the file) if it is missing, a folder, unreadable, has a
+    sample rate outside :data:`idm.audio.MIN_RATE`..:data:`idm.audio.MAX_RATE` or more than 2 channels, and
+    from :meth:`read` for NaN, infinite or absurdly large samples (:func:`idm.audio.check_samples`).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise AudioInputError(f"{self.path}: file not found")
-        if self.path.is_dir():
-            raise AudioInputError(f"{self.path}: is a folder, not an audio file")
-        try:
-            self._f = sf.SoundFile(str(self.path))
-        except sf.LibsndfileError as e:
-            msg = str(e).split(":")[-1].strip() or "unknown format"
-            raise AudioInputError(f"{self.path}: not a readable audio file ({msg})") from None
-        except (OSError, RuntimeError, TypeError, ValueError) as e:
-            raise AudioInputError(f"{self.path}: cannot read audio ({str(e).splitlines()[0]})") from None
+        self._f = open_audio(self.path)  # checks the rate and channels before anything is allocated
         self.sample_rate = int(self._f.samplerate)
         self.channels = int(self._f.channels)
         self.frames = int(self._f.frames)  #: length in frames at :attr:`sample_rate`
-        if self.channels > 2:
-            self._f.close()
-            raise AudioInputError(
-                f"{self.path}: {self.channels} channels; a mono or stereo drum mix is expected (downmix it first)"
-            )
         self.position = 0
 
     def read(self, n: int) -> np.ndarray:
@@ -54,6 +41,7 @@ class FileSource:
             data = self._f.read(n, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioInputError(f"{self.path}: read error at frame {self.position} ({e})") from None
+        check_samples(data, str(self.path), self.position)
         self.position += data.shape[0]
         if self.channels == 2:
             return (0.5 * (data[:, 0] + data[:, 1])).astype(np.float32)
@@ -76,12 +64,12 @@ class ArraySource:
 
     def __init__(self, audio: np.ndarray, sample_rate: int, name: str = "<array>") -> None:
         x = np.asarray(audio, dtype=np.float32)
+        check_rate(sample_rate, name)
+        check_samples(x, name)
         if x.ndim == 2:
             x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
         if x.ndim != 1:
             raise AudioInputError(f"{name}: audio must be [samples] or [samples, channels], got {list(x.shape)}")
-        if not 1 <= int(sample_rate) <= 1_000_000:
-            raise AudioInputError(f"{name}: sample rate {sample_rate} is not a valid rate")
         self.path = Path(name)
         self._x = np.ascontiguousarray(x)
         self.sample_rate = int(sample_rate)

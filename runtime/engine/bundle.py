@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from idm.runtime.engine.schema import (
+    MAX_MANIFEST_BYTES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Manifest,
+    parse_manifest,
+    plain_file_name,
+)
 
 from idm.errors import BundleError
 from idm.files import sha256_file
@@ -15,79 +23,37 @@ from idm.files import sha256_file
 __all__ = ["MANIFEST", "SCHEMA", "SCHEMA_VERSION", "Bundle", "load_bundle", "sha256_file", "validate_manifest"]
 
 MANIFEST = "manifest.json"
-SCHEMA = "idm-bundle"
-SCHEMA_VERSION = 1
-
-# key -> expected type, for the top level and the sections a host needs
-_TOP: dict[str, type | tuple[type, ...]] = {
-    "schema": str,
-    "schema_version": int,
-    "exporter": dict,
-    "source": dict,
-    "audio": dict,
-    "frontend": dict,
-    "classes": list,
-    "streaming": dict,
-    "precision": str,
-    "opset": int,
-    "graphs": dict,
-    "files": dict,
-    "peak_picking": dict,
-    "parity": dict,
-}
-_SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "audio": {"sample_rate": int, "channels": int},
-    "frontend": {"n_fft": int, "hop": int, "n_mels": int, "log_eps": float, "mel_fb_file": str, "frame_rate": float},
-    "streaming": {
-        "lookahead_frames": int,
-        "extra_frames": int,
-        "latency_samples": int,
-        "end_frame_unknown": int,
-        "flush_frames": int,
-    },
-    "source": {"sha256": str},
-}
+#: Largest array file (``mel_fb.npy``, ``noise.npy``) and uncompressed ``parity.npz`` the runtime reads.
+MAX_ARRAY_BYTES = 512 * 2**20
 
 
-def validate_manifest(m: Any) -> None:
-    """Raise :class:`BundleError` naming the first missing or mistyped key of a manifest."""
-    if not isinstance(m, dict):
-        raise BundleError("manifest.json: top level is not an object")
-    if m.get("schema") != SCHEMA:
-        raise BundleError(f"manifest.json: 'schema' is {m.get('schema')!r}, expected {SCHEMA!r}")
-    if m.get("schema_version") != SCHEMA_VERSION:
+def validate_manifest(m: Any) -> Manifest:
+    """Validate a decoded manifest against :mod:`idm.runtime.engine.schema`; raise :class:`BundleError` (one line)."""
+    return parse_manifest(m)
+
+
+def load_array(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A float ``.npy`` of exactly ``shape``, finite, as float32; the header is checked before the data is read.
+
+    Raises
+    ------
+    BundleError
+        If it is not a plain ``.npy`` file of that shape and a float dtype, or holds NaN/inf.
+    """
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
         raise BundleError(
-            f"manifest.json: schema_version {m.get('schema_version')!r} is not supported (this runtime reads "
-            f"{SCHEMA_VERSION})"
-        )
-
-    def check(d: dict[str, Any], spec: dict[str, type | tuple[type, ...]], where: str) -> None:
-        for key, typ in spec.items():
-            if key not in d:
-                raise BundleError(f"manifest.json: missing key '{where}{key}'")
-            ok = isinstance(d[key], typ) and not (typ is int and isinstance(d[key], bool))
-            if typ is float:
-                ok = isinstance(d[key], int | float)
-            if not ok:
-                raise BundleError(f"manifest.json: '{where}{key}' has type {type(d[key]).__name__}")
-
-    check(m, _TOP, "")
-    for sec, spec in _SECTIONS.items():
-        check(m[sec], spec, sec + ".")
-    for g in ("encoder", "synth"):
-        if g not in m["graphs"]:
-            raise BundleError(f"manifest.json: missing graph 'graphs.{g}'")
-        check(m["graphs"][g], {"file": str, "inputs": list, "outputs": list}, f"graphs.{g}.")
-    check(m["graphs"]["encoder"], {"state": list}, "graphs.encoder.")
-    for i, s in enumerate(m["graphs"]["encoder"]["state"]):
-        if not isinstance(s, dict):
-            raise BundleError(f"manifest.json: graphs.encoder.state[{i}] is not an object")
-        check(s, {"name": str, "output": str, "shape": list, "dtype": str, "init": (int, float)}, f"state[{i}].")
-        if s["dtype"] not in ("float32", "int64"):
-            raise BundleError(f"manifest.json: state {s['name']!r} has unsupported dtype {s['dtype']!r}")
-    names = [c.get("name") if isinstance(c, dict) else None for c in m["classes"]]
-    if None in names:
-        raise BundleError("manifest.json: every entry of 'classes' needs a name and a gm_note")
+            f"{path.name}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else e})"
+        ) from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f" or tuple(arr.shape) != shape:
+        got = f"{arr.dtype} {list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise BundleError(f"{path.name}: {what} must be a float array of shape {list(shape)}, got {got}")
+    out = np.array(arr, dtype=np.float32)
+    del arr
+    if not np.isfinite(out).all():
+        raise BundleError(f"{path.name}: {what} has NaN or infinite values")
+    return out
 
 
 @dataclass
@@ -96,10 +62,23 @@ class Bundle:
 
     root: Path
     manifest: dict[str, Any]
+    spec: Manifest | None = None  #: the typed, validated manifest (None only for hand-made bundles)
 
     def path(self, name: str) -> Path:
-        """Path of a bundle file by its manifest name."""
-        return self.root / name
+        """Path of a bundle file by its manifest name: a plain name, hashed in ``files``, inside the folder.
+
+        Raises
+        ------
+        BundleError
+            If the name points outside the bundle (``../x``, an absolute path, a symlink out) or is not hashed.
+        """
+        if not plain_file_name(name) or name not in self.manifest.get("files", {}):
+            raise BundleError(f"{self.root / MANIFEST}: file {name!r} is not a hashed file of the bundle")
+        p = self.root / name
+        real = p.resolve()
+        if not real.is_relative_to(self.root.resolve()):
+            raise BundleError(f"{p}: a symlink out of the bundle folder (to {real})")
+        return p
 
     @property
     def encoder_path(self) -> Path:
@@ -126,12 +105,16 @@ class Bundle:
         return int(self.manifest["streaming"]["latency_samples"])
 
     def mel_fb(self) -> np.ndarray:
-        """The mel filterbank ``[n_fft // 2 + 1, n_mels]``."""
-        return np.load(self.path(self.manifest["frontend"]["mel_fb_file"]), allow_pickle=False)
+        """The mel filterbank ``[n_fft // 2 + 1, n_mels]`` float32 (shape and values checked)."""
+        fe = self.manifest["frontend"]
+        shape = (int(fe["n_fft"]) // 2 + 1, int(fe["n_mels"]))
+        return load_array(self.path(fe["mel_fb_file"]), shape, "the mel filterbank")
 
     def noise(self) -> np.ndarray:
-        """The stored synthesizer noise ``[K, N]``."""
-        return np.load(self.path(self.manifest["graphs"]["synth"]["noise_file"]), allow_pickle=False)
+        """The stored synthesizer noise ``[K, N]`` float32 (shape and values checked)."""
+        syn = self.manifest["graphs"]["synth"]
+        shape = (len(self.manifest["classes"]), int(syn["n_samples"]))
+        return load_array(self.path(syn["noise_file"]), shape, "the synthesizer noise")
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """Fresh encoder state arrays, keyed by input name."""
@@ -155,23 +138,34 @@ def load_bundle(root: str | Path, verify_hashes: bool = True) -> Bundle:
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{root}: no {MANIFEST} (not an IDM bundle)")
+    if not mpath.resolve().is_relative_to(root.resolve()):
+        raise BundleError(f"{mpath}: a symlink out of the bundle folder")
     try:
-        manifest = json.loads(mpath.read_text())
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{mpath}: {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES // 2**20} MiB")
+        manifest = json.loads(mpath.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    validate_manifest(manifest)
+    except RecursionError:
+        raise BundleError(f"{mpath}: not valid JSON (nested too deeply)") from None
+    except OSError as e:
+        raise BundleError(f"{mpath}: cannot read ({e.strerror or e})") from None
+    spec = validate_manifest(manifest)
+    real_root = root.resolve()
+    for name in manifest["files"]:
+        p = root / name
+        if not p.resolve().is_relative_to(real_root):
+            raise BundleError(f"{p}: a symlink out of the bundle folder (to {p.resolve()})")
+        if not p.is_file():
+            raise BundleError(f"{p}: listed in the manifest but missing")
     if verify_hashes:
         for name, digest in manifest["files"].items():
             p = root / name
-            if Path(name).is_absolute() or ".." in Path(name).parts:
-                raise BundleError(f"{mpath}: file name {name!r} points outside the bundle")
-            if not p.is_file():
-                raise BundleError(f"{p}: listed in the manifest but missing")
-            actual = sha256_file(p)
+            try:
+                actual = sha256_file(p)
+            except OSError as e:
+                raise BundleError(f"{p}: cannot read ({e.strerror or e})") from None
             if actual != digest:
                 raise BundleError(f"{p}: sha256 mismatch (manifest {digest[:12]}..., file {actual[:12]}...)")
-    for g in ("encoder", "synth"):
-        f = manifest["graphs"][g]["file"]
-        if f not in manifest["files"]:
-            raise BundleError(f"{mpath}: graph file {f!r} is not hashed in 'files'")
-    return Bundle(root, manifest)
+    return Bundle(root, manifest, spec)

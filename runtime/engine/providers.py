@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from idm.errors import ConfigError
+from idm.errors import BundleError, ConfigError
 
 __all__ = ["PROVIDERS", "make_session", "resolve_providers"]
 
@@ -62,7 +62,11 @@ def make_session(
     so.log_severity_level = 3
     so.enable_cpu_mem_arena = arena
     want = providers or [PROVIDERS["cpu"]]
-    sess = ort.InferenceSession(path, so, providers=want)
+    try:
+        sess = ort.InferenceSession(path, so, providers=want)
+    except Exception as e:  # onnxruntime's errors (Fail, InvalidProtobuf, ...) share no public base
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BundleError(f"{path}: onnxruntime cannot load the graph ({first[:200]})") from None
     if strict and sess.get_providers()[0] != want[0]:
         raise ConfigError(f"provider {want[0]} is not usable here (no GPU visible to onnxruntime?)")
     return sess
