@@ -7,6 +7,7 @@ For a MIDI file ``base.mid``: ``base.csv`` / ``base.json`` (``--events``), ``bas
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,14 @@ class ExtrasWriter:
         if self.sonifier is not None:
             path = base.with_name(cfg.audio.filename(f"{base.name}_sonified"))
             audio = self.sonifier.render(onsets, n_samples, sample_rate)
-            try:
-                sf.write(str(path), audio, sample_rate, subtype=cfg.audio.subtype)
+            tmp = path.with_name(f".{path.name}.partial")
+            try:  # written under a temporary name, then renamed: never a half file under the real name
+                sf.write(str(tmp), audio, sample_rate, subtype=cfg.audio.subtype, format=cfg.audio.extension.upper())
+                os.replace(tmp, path)
             except (OSError, sf.LibsndfileError) as e:
                 raise OutputError(f"{path}: cannot write the sonification ({e})") from None
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
             written.append(path)
         return written
