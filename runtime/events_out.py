@@ -62,7 +62,7 @@ def parse_event_formats(spec: str) -> tuple[str, ...]:
 
 
 def event_rows(onsets: list[Onset], style: MidiStyle | None = None) -> list[EventRow]:
-    """The rows of ``onsets`` in the MIDI file's order (time, then note), times on its tick grid."""
+    """The rows of ``onsets`` in the MIDI file's order (time, note, velocity), times on its tick grid."""
     style = style or MidiStyle()
     notes = dict(style.note_map)
     rows = [
@@ -70,7 +70,7 @@ def event_rows(onsets: list[Onset], style: MidiStyle | None = None) -> list[Even
                  None if o.probability is None else float(o.probability))
         for o in onsets
     ]  # fmt: skip
-    return sorted(rows, key=lambda r: (style.ticks(r.time), r.note))
+    return sorted(rows, key=lambda r: (style.ticks(r.time), r.note, r.velocity))
 
 
 def _csv_text(rows: list[EventRow]) -> str:
