@@ -12,6 +12,7 @@ import typer
 from idm.cliopts import OneLineGroup, number
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
+from idm.runtime.sonify import DEFAULT_SONIFY_KIT
 from idm.version import print_version
 
 app = typer.Typer(
@@ -157,140 +158,147 @@ def separate(
     midi_tempo: Annotated[
         float, typer.Option(help="Tempo of the MIDI file in BPM (notes keep their seconds).", callback=number(20, 400))
     ] = 120.0,
+    events: Annotated[
+        str,
+        typer.Option(
+            help="Note events beside the MIDI file: none, csv, json or both (<name>.csv: time,class,note,velocity,"
+            "probability; times equal the MIDI notes')."
+        ),
+    ] = "none",
+    save_activations: Annotated[
+        bool,
+        typer.Option(help="Also write <name>_activations.npz: per-class onset probabilities, frame rate, thresholds."),
+    ] = False,
+    sonify: Annotated[
+        bool, typer.Option(help="Also write <name>_sonified.wav: the transcription played on a sampled kit.")
+    ] = False,
+    sonify_kit: Annotated[
+        str,
+        typer.Option(
+            help="Kit of --sonify: a name from `idm data kits`, a Hydrogen kit folder, .sf2 or sample folder."
+        ),
+    ] = DEFAULT_SONIFY_KIT,
+    format: Annotated[
+        str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
+    ] = "float",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files separated at once, each in its own process.")] = 1,
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, no result lines.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
 
-    By default the shipped live model runs through onnxruntime (no PyTorch needed).
+    Inputs may be files or folders (a folder stands for its audio files, sorted by name). By default the shipped
+    live model runs through onnxruntime (no PyTorch needed).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from idm.batch import expand_inputs, run_batch
+    from idm.progress_view import SeparateView
 
     try:
-        if stems not in (5, 9):
-            raise IDMError(f"--stems must be 9 or 5, got {stems}")
-        if not alpha > 0:
-            raise IDMError(f"--alpha must be positive, got {alpha}")
-        if chunk_seconds < 1:
-            raise IDMError(f"--chunk-seconds must be at least 1, got {chunk_seconds}")
-        if threads is not None and threads < 1:
-            raise IDMError(f"--threads must be at least 1, got {threads}")
-        if onsets is not None and len(inputs) != 1:
-            raise IDMError("--onsets takes one input file (the onsets belong to one recording)")
-        names = [p.stem for p in inputs]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise IDMError(f"several inputs would write the same folder {out / sorted(dup)[0]}; rename one")
-        from idm.classes import parse_class_values
-        from idm.midi import MidiStyle
+        spec, inputs = _separate_spec(inputs, out, model, bundle, backend, config, mode, stems, alpha, onsets,
+                                      device, seed, threads, chunk_seconds, delta, note_length, midi_channel,
+                                      note_map, midi_tempo, events, save_activations, sonify, sonify_kit, format,
+                                      jobs)  # fmt: skip
+        inputs = expand_inputs(inputs)
+        _check_names(inputs, out, onsets)
+        from idm.runners import build_runner
 
-        try:
-            sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
-        except ValueError as e:
-            raise IDMError(str(e)) from None
-        style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
-        which = _choose_backend(backend, model, bundle, onsets)
-        if which == "onnx":
-            run_one = _onnx_runner(bundle or model or "live", mode, stems, alpha, device, threads, sensitivity, style)
-        else:
-            run_one = _torch_runner(model, config, mode, stems, alpha, device, seed, threads, chunk_seconds, onsets,
-                                    sensitivity, style)  # fmt: skip
+        runner = build_runner(spec)  # loads the model (and kit) once here: option errors surface before any work
     except IDMError as e:
         if debug:
             raise
         _fail(str(e))
         raise typer.Exit(2) from None
 
-    failed = 0
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=quiet,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("separating", total=len(inputs))
-        for path in inputs:
-            progress.update(task, description=f"separating {path.name}")
-            try:
-                folder = run_one(path, out, force)
-                progress.console.print(f"{path} -> {folder}/", highlight=False) if not quiet else None
-            except IDMError as e:
-                if debug:
-                    raise
-                failed += 1
-                _fail(str(e))
-            progress.advance(task)
+    with SeparateView(len(inputs), quiet) as view:
+        outcomes = run_batch(spec, inputs, out, force, jobs, lambda o: view.done(o.path, o.folder, o.error),
+                             runner=runner if jobs <= 1 else None, progress=view.file_progress if view.live else None,
+                             debug=debug)  # fmt: skip
+    failed = sum(o.error is not None for o in outcomes)
     if failed:
         _fail(f"{failed} of {len(inputs)} inputs failed")
         raise typer.Exit(1)
 
 
-def _onnx_runner(
-    ref: str,
-    mode: Mode,
-    stems: int,
-    alpha: float,
-    device: Device,
-    threads: int | None,
-    delta: float | dict[str, float] | None,
-    style: Any,
-) -> Any:
-    from idm.models import resolve_bundle
-    from idm.runtime.offline import OfflineConfig, OfflineSeparator
-
-    cfg = OfflineConfig(mode=mode.value, stems=stems, alpha=alpha, provider=device.value, threads=threads or 2,
-                        delta=delta, midi=style)  # fmt: skip
-    sep = OfflineSeparator(resolve_bundle(ref), cfg)
-    return lambda path, out, force: sep.separate_file(path, out, force=force).folder
+def _check_names(inputs: list[Path], out: Path, onsets: Path | None) -> None:
+    """One output folder per input, and --onsets with exactly one input."""
+    if onsets is not None and len(inputs) != 1:
+        raise IDMError("--onsets takes one input file (the onsets belong to one recording)")
+    names = [p.stem for p in inputs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise IDMError(f"several inputs would write the same folder {out / sorted(dup)[0]}; rename one")
 
 
-def _torch_runner(
+def _separate_spec(
+    inputs: list[Path],
+    out: Path,
     model: str | None,
+    bundle: str | None,
+    backend: Backend,
     config: Path | None,
     mode: Mode,
     stems: int,
     alpha: float,
+    onsets: Path | None,
     device: Device,
     seed: int,
     threads: int | None,
     chunk_seconds: float,
-    onsets: Path | None,
-    delta: float | dict[str, float] | None,
-    style: Any,
-) -> Any:
-    from dataclasses import replace
+    delta: str | None,
+    note_length: float,
+    midi_channel: int,
+    note_map: str,
+    midi_tempo: float,
+    events: str,
+    save_activations: bool,
+    sonify: bool,
+    sonify_kit: str,
+    format: str,
+    jobs: int,
+) -> tuple[Any, list[Path]]:
+    """Check the options of ``idm separate`` and turn them into a :class:`~idm.runners.RunnerSpec`."""
+    from idm.classes import parse_class_values
+    from idm.midi import MidiStyle
+    from idm.runners import RunnerSpec
+    from idm.runtime.audio_format import audio_format
+    from idm.runtime.events_out import parse_event_formats
+    from idm.runtime.extras import ExtraOutputs
 
-    from idm.models import resolve_checkpoint
-    from idm.torchcheck import require_torch
-
-    ckpt = resolve_checkpoint(model) if model is not None else default_model()
-    if ckpt is None:
-        raise IDMError(
-            "no model: pass --model PATH (a project checkpoint, or the official IDM .ckpt with its model.yaml); "
-            "this installation ships no weights"
-        )
-    require_torch(f"the torch backend (--model {model or 'live'})")
-    import torch
-
-    from idm.separate import Separator, SeparatorConfig
-
-    if device == Device.cuda and not torch.cuda.is_available():
-        raise IDMError("--device cuda: no CUDA device is available to torch")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    cfg = SeparatorConfig(
-        mode=mode.value, alpha=alpha, seed=seed, device=device.value, chunk_seconds=chunk_seconds, stems=stems,
-        midi=style,
-    )  # fmt: skip
-    sep = Separator.from_checkpoint(ckpt, cfg, config)
-    if delta is not None:
-        own = sep.model.config.peaks
-        sep.config.peaks = replace(own, delta=delta) if isinstance(delta, float) else (
-            replace(own, class_delta={**own.class_delta, **delta}))  # fmt: skip
-    return lambda path, out, force: sep.separate_file(path, out, onsets=onsets, force=force)
+    if stems not in (5, 9):
+        raise IDMError(f"--stems must be 9 or 5, got {stems}")
+    if not alpha > 0:
+        raise IDMError(f"--alpha must be positive, got {alpha}")
+    if chunk_seconds < 1:
+        raise IDMError(f"--chunk-seconds must be at least 1, got {chunk_seconds}")
+    if threads is not None and threads < 1:
+        raise IDMError(f"--threads must be at least 1, got {threads}")
+    if jobs < 1:
+        raise IDMError(f"--jobs must be at least 1, got {jobs}")
+    try:
+        sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
+    except ValueError as e:
+        raise IDMError(str(e)) from None
+    style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
+    fmt = audio_format(format)
+    extras = ExtraOutputs(parse_event_formats(events), save_activations, sonify_kit if sonify else None, audio=fmt)
+    which = _choose_backend(backend, model, bundle, onsets)
+    if which == "onnx":
+        ref: str | None = bundle or model or "live"
+        if threads is None and jobs > 1:
+            threads = 1  # one core per job
+    else:
+        ckpt = model if model is not None else default_model()
+        if ckpt is None:
+            raise IDMError(
+                "no model: pass --model PATH (a project checkpoint, or the official IDM .ckpt with its model.yaml); "
+                "this installation ships no weights"
+            )
+        ref = str(ckpt)
+    spec = RunnerSpec(backend=which, ref=ref, config=config, mode=mode.value, stems=stems, alpha=alpha,
+                      device=device.value, seed=seed, threads=threads, chunk_seconds=chunk_seconds, onsets=onsets,
+                      delta=sensitivity, style=style, audio=fmt, extras=extras)  # fmt: skip
+    return spec, inputs
 
 
 @app.command()
@@ -317,8 +325,9 @@ def demo(
     typer.echo(f"demo loop: {wav} ({seconds:g} s, synthesized by idm.demo)")
     separate([wav], out, model=None, bundle=bundle, backend=Backend.onnx, force=True, config=None, mode=Mode.masked,
              stems=9, alpha=1.0, onsets=None, device=Device.cpu, seed=1234, threads=None, chunk_seconds=30.0,
-             delta=None, note_length=50.0, midi_channel=10, note_map="gm", midi_tempo=120.0, quiet=False,
-             debug=False)  # fmt: skip
+             delta=None, note_length=50.0, midi_channel=10, note_map="gm", midi_tempo=120.0, events="none",
+             save_activations=False, sonify=False, sonify_kit=DEFAULT_SONIFY_KIT, format="float", jobs=1,
+             quiet=False, debug=False)  # fmt: skip
 
 
 @app.command()

@@ -17,7 +17,15 @@ from idm.classes import CLASSES, GM_NOTES, GM_TO_CLASS
 from idm.errors import AudioInputError
 from idm.files import current_umask
 
-__all__ = ["NOTE_MAPS", "MidiStyle", "Onset", "load_note_map", "read_onsets", "to_midi_velocity", "write_midi"]
+__all__ = [
+    "NOTE_MAPS",
+    "MidiStyle",
+    "Onset",
+    "load_note_map",
+    "read_onsets",
+    "to_midi_velocity",
+    "write_midi",
+]
 
 DRUM_CHANNEL = 9  # channel 10, zero-based
 TICKS_PER_BEAT = 960
@@ -98,14 +106,28 @@ class MidiStyle:
     def note(self, cls: str) -> int:
         return dict(self.note_map)[cls]
 
+    @property
+    def tempo_us(self) -> int:
+        """Microseconds per beat of the file's tempo (what the ``set_tempo`` message holds)."""
+        return round(60e6 / self.tempo_bpm)
+
+    def ticks(self, seconds: float) -> int:
+        """The MIDI file tick nearest to ``seconds`` (``TICKS_PER_BEAT`` per beat at the file's tempo)."""
+        return round(seconds * 1e6 / self.tempo_us * TICKS_PER_BEAT)
+
+    def file_time(self, seconds: float) -> float:
+        """``seconds`` on the file's tick grid: the time a MIDI reader (mido) reports for a note written there."""
+        return self.ticks(seconds) * self.tempo_us * 1e-6 / TICKS_PER_BEAT
+
 
 @dataclass(frozen=True)
 class Onset:
-    """One drum hit: project class name, time in seconds, MIDI velocity 1-127."""
+    """One drum hit: project class name, time in seconds, MIDI velocity 1-127, onset probability if known."""
 
     cls: str
     time: float
     velocity: int
+    probability: float | None = None  #: the model's onset probability at the picked frame (0-1)
 
     @property
     def note(self) -> int:
@@ -129,12 +151,10 @@ def write_midi(
     if note_seconds is not None:
         style = MidiStyle(note_seconds, style.channel, style.note_map, style.tempo_bpm)
     path = Path(path)
-    tempo = round(60e6 / style.tempo_bpm)
+    tempo = style.tempo_us
     notes = dict(style.note_map)
     chan = style.channel - 1
-
-    def ticks(t: float) -> int:
-        return round(t * 1e6 / tempo * TICKS_PER_BEAT)
+    ticks = style.ticks
 
     meta = mido.MidiTrack(
         [mido.MetaMessage("set_tempo", tempo=tempo, time=0), mido.MetaMessage("end_of_track", time=0)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from idm.midi import MidiStyle, Onset, read_onsets, to_midi_velocity, write_midi
 from idm.model import InverseDrumMachine
 from idm.model.wiener import wiener_separate
 from idm.peaks import PeakPicking, peak_pick
+from idm.runtime.activations_out import Activations
+from idm.runtime.extras import ExtraOutputs, ExtrasWriter
 
 __all__ = ["Analysis", "SeparationResult", "Separator", "SeparatorConfig"]
 
@@ -43,7 +45,9 @@ class SeparatorConfig:
     chunk_seconds: float = 30.0  #: analysis/render chunk length (bounds memory)
     stems: int = 9  #: 9 classes or 5 groups
     peaks: PeakPicking | None = None  #: peak picking; None = the model's own (``IDMConfig.peaks``)
-    wav_subtype: str = "FLOAT"
+    wav_subtype: str = "FLOAT"  #: sample format of the stems (soundfile subtype)
+    extension: str = "wav"  #: file type of the stems: wav or flac
+    extras: ExtraOutputs = field(default_factory=ExtraOutputs)  #: note events, activations, sonification
     midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
 
     def __post_init__(self) -> None:
@@ -55,6 +59,8 @@ class SeparatorConfig:
             raise ValueError(f"alpha must be positive, got {self.alpha}")
         if not self.chunk_seconds >= 1.0:
             raise ValueError(f"chunk_seconds must be at least 1, got {self.chunk_seconds}")
+        if self.extension not in ("wav", "flac"):
+            raise ValueError(f"extension must be wav or flac, got {self.extension!r}")
 
 
 @dataclass
@@ -99,6 +105,7 @@ class Separator:
         self.sample_rate = model.config.frontend.sample_rate
         self.hop = model.config.frontend.hop
         self._banks: dict[tuple[int, bytes], np.ndarray] = {}
+        self.extras = ExtrasWriter(self.config.extras)
 
     @classmethod
     def from_checkpoint(
@@ -122,8 +129,11 @@ class Separator:
     # ---- analysis --------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def analyze(self, audio: np.ndarray) -> Analysis:
-        """Chunked encoder pass over mono audio at the model rate; equal to a whole-clip pass."""
+    def analyze(self, audio: np.ndarray, progress: Callable[[int, int], None] | None = None) -> Analysis:
+        """Chunked encoder pass over mono audio at the model rate; equal to a whole-clip pass.
+
+        ``progress(done, total)`` is called after each chunk with encoder frames done of total.
+        """
         m = self.model
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
         padded = m.frontend.pad(x)
@@ -146,6 +156,8 @@ class Separator:
             vel.append(ve[0])
             kit_sum += m.kit.pool(feats)[0].sum(0)
             feat_sum += feats[0].sum(0)
+            if progress is not None:
+                progress(b, n_out)
         onset_logits = torch.cat(logits, -1)
         kit = m.kit.from_mean(kit_sum / n_out).softmax(-1)
         gains = m.gains.from_mean(feat_sum / n_out)
@@ -231,10 +243,20 @@ class Separator:
         ks, js = np.nonzero(peaks)
         vel = to_midi_velocity(analysis.velocity[ks, js])
         order = np.lexsort((ks, js))
-        return [Onset(CLASSES[ks[i]], float(js[i] / self.frame_rate), int(vel[i])) for i in order]
+        prob = analysis.onset_probs[ks, js]
+        return [Onset(CLASSES[ks[i]], float(js[i] / self.frame_rate), int(vel[i]), float(prob[i])) for i in order]
 
-    def _prepare(self, audio: np.ndarray, user_onsets: list[Onset] | None) -> tuple[Analysis, np.ndarray, np.ndarray]:
-        analysis = self.analyze(audio)
+    def activations(self, analysis: Analysis) -> Activations:
+        """Onset probabilities, velocities and the picker's per-class delta and threshold (``--save-activations``)."""
+        pp = self.config.peaks or self.model.config.peaks
+        threshold = np.full(len(CLASSES), pp.threshold, dtype=np.float32)
+        return Activations(analysis.onset_probs, analysis.frame_rate, CLASSES, pp.deltas(CLASSES), threshold,
+                           analysis.velocity)  # fmt: skip
+
+    def _prepare(
+        self, audio: np.ndarray, user_onsets: list[Onset] | None, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[Analysis, np.ndarray, np.ndarray]:
+        analysis = self.analyze(audio, progress)
         n_frames = analysis.onset_probs.shape[-1]
         if user_onsets is None:
             peaks = peak_pick(analysis.onset_probs, self.config.peaks or self.model.config.peaks)
@@ -265,12 +287,18 @@ class Separator:
         return SeparationResult(stems, self._names(), sample_rate, self._onsets(analysis, peaks), analysis, shots)
 
     def separate_file(
-        self, path: str | Path, out_dir: str | Path, onsets: str | Path | None = None, force: bool = False
+        self,
+        path: str | Path,
+        out_dir: str | Path,
+        onsets: str | Path | None = None,
+        force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> Path:
         """Write ``out_dir/<name>/<stem>.wav`` and ``<name>.mid``; returns the folder.
 
         Stems are streamed to disk chunk by chunk at the input's sample rate. The folder appears only
-        when complete; an existing one is replaced only with ``force``.
+        when complete; an existing one is replaced only with ``force``. The optional files of
+        ``config.extras`` go beside the MIDI file; ``progress(stage, done, total)`` follows analysis and rendering.
         """
         path = Path(path)
         target = Path(out_dir) / path.stem
@@ -287,9 +315,17 @@ class Separator:
         except OSError as e:
             raise OutputError(f"{out_dir}: cannot write output folder ({e.strerror or e})") from None
         try:
-            analysis, peaks, shots = self._prepare(clip.samples, user)
-            self._write_stems(clip.samples, clip.source_rate, clip.n_source_samples, analysis, peaks, shots, tmp)
-            write_midi(self._onsets(analysis, peaks), tmp / f"{path.stem}.mid", style=self.config.midi)
+            ana = None if progress is None else lambda d, t: progress("analysing", d, t)
+            analysis, peaks, shots = self._prepare(clip.samples, user, ana)
+            self._write_stems(clip.samples, clip.source_rate, clip.n_source_samples, analysis, peaks, shots, tmp,
+                              progress)  # fmt: skip
+            found = self._onsets(analysis, peaks)
+            if user is not None:  # the user's hits: no model probability belongs to them
+                found = [Onset(o.cls, o.time, o.velocity) for o in found]
+            midi = tmp / f"{path.stem}.mid"
+            write_midi(found, midi, style=self.config.midi)
+            self.extras.write(tmp / path.stem, found, self.config.midi, clip.n_source_samples, clip.source_rate,
+                              lambda: self.activations(analysis), path.name)  # fmt: skip
             replace_dir(tmp, target)
         except OSError as e:
             raise OutputError(f"{target}: cannot write outputs ({e.strerror or e})") from None
@@ -307,13 +343,13 @@ class Separator:
         peaks: np.ndarray,
         shots: np.ndarray,
         folder: Path,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         import soxr
 
         names = self._names()
-        files = [
-            sf.SoundFile(str(folder / f"{nm}.wav"), "w", out_rate, 1, subtype=self.config.wav_subtype) for nm in names
-        ]
+        ext, subtype = self.config.extension, self.config.wav_subtype
+        files = [sf.SoundFile(str(folder / f"{nm}.{ext}"), "w", out_rate, 1, subtype=subtype) for nm in names]
         rs = None
         if out_rate != self.sample_rate:
             rs = soxr.ResampleStream(self.sample_rate, out_rate, len(names), dtype="float32", quality="VHQ")
@@ -328,6 +364,8 @@ class Separator:
                 for f, row in zip(files, block, strict=True):
                     f.write(row)
                 written += block.shape[-1]
+                if progress is not None:
+                    progress("rendering", s0 + chunk.shape[-1], analysis.n_samples)
             if written < out_len:
                 for f in files:
                     f.write(np.zeros(out_len - written, dtype=np.float32))

@@ -53,6 +53,8 @@ class LiveOptions:
     seconds: float | None = None
     force: bool = False
     file_block: int = 4096
+    extras: Any = None  #: idm.runtime.extras.ExtraOutputs: note events, activations, sonification beside MIDI files
+    audio_format: Any = None  #: idm.runtime.audio_format.AudioFormat of the stems (default 32-bit float WAV)
 
     @property
     def kind(self) -> str:
@@ -82,6 +84,15 @@ def _check(o: LiveOptions) -> None:
         raise IDMError(f"--input-channel is 1-based, got {o.channel}")
     if o.midi_file is not None and o.midi_file.exists() and not o.force:
         raise IDMError(f"{o.midi_file}: file exists (use --force to replace it)")
+    if o.extras is not None and o.extras.activations and o.kind != "file":
+        raise IDMError("--save-activations needs a file input (the whole clip's onset probabilities)")
+    if o.extras is not None and o.extras.any and o.midi_file is None and o.stems_out is None:
+        raise IDMError("--events, --save-activations and --sonify write beside a MIDI file: add --midi-file or "
+                       "--stems-out")  # fmt: skip
+    if o.extras is not None and o.midi_file is not None and not o.force:
+        for p in o.extras.paths(o.midi_file.with_suffix("")):
+            if p.exists():
+                raise IDMError(f"{p}: file exists (use --force to replace it)")
     if o.monitor is not None and o.kind == "file" and o.output_device is None:
         raise IDMError("--monitor needs an output device for a file input (--output-device)")
 
@@ -127,12 +138,15 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         # ---- source, kit, output names ----
         file_src: FileSource | None = None
         kit = None
+        clip = None
         if o.kind == "file":
             file_src = FileSource(o.input)
             opened.append(file_src)
             from idm.runtime.prepass import analyse_file
 
-            clip = analyse_file(bundle, file_src, threads=o.threads)
+            clip = analyse_file(
+                bundle, file_src, threads=o.threads, collect=o.extras is not None and o.extras.activations
+            )
             if o.kit in ("auto", "clip") and not o.freeze_kit:
                 kit = clip
             name = file_src.path.stem
@@ -221,6 +235,12 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             say(f"MIDI: {'virtual port' if o.midi_port is None else 'port'} {port.name!r} ({api})")
 
         # ---- files ----
+        from idm.runtime.audio_format import DEFAULT_FORMAT
+
+        fmt = o.audio_format or DEFAULT_FORMAT
+        extras = None
+        if o.extras is not None and o.extras.any:
+            extras = _extras_writer(o.extras, style, source, proc, clip if o.kind == "file" else None)
         folder = None
         writer = None
         if o.stems_out is not None:
@@ -230,7 +250,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
 
             out_rate = source.sample_rate
             quality = "VHQ" if o.kind == "file" else "HQ"
-            writer = StemsWriter(folder.path, o.stems, model_rate, out_rate, latency, quality=quality)
+            writer = StemsWriter(folder.path, o.stems, model_rate, out_rate, latency, quality=quality,
+                                 subtype=fmt.subtype, extension=fmt.extension)  # fmt: skip
             opened.append(writer)
         recorder = MidiRecorder(model_rate, latency, style) if (o.midi_file is not None or folder is not None) else None
 
@@ -275,6 +296,7 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             keep_partial=o.kind != "file",
             monotonic_clock=mono_clock,
             latency_samples=total,
+            extras=_bind(extras, recorder),
         )
     except BaseException:
         for obj in reversed(opened):
@@ -285,6 +307,35 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
                         f()
                     break
         raise
+
+
+def _bind(extras: Any, recorder: MidiRecorder | None) -> Any:
+    """``extras(base)`` with the recorder's onsets, or None when there is nothing to write."""
+    if extras is None or recorder is None:
+        return None
+    return lambda base: extras(base, recorder.onsets)
+
+
+def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any) -> Any:
+    """``write(base, onsets)``: the optional files beside a MIDI file (kit loaded now, before any audio)."""
+    from idm.runtime.activations_out import Activations
+    from idm.runtime.extras import ExtrasWriter
+
+    writer = ExtrasWriter(cfg)
+
+    def activations() -> Activations | None:
+        if clip is None or clip.onset_prob is None:
+            return None
+        p = proc.picker_params
+        return Activations(clip.onset_prob, proc.sample_rate / proc.hop, tuple(proc.class_names), p.delta,
+                           p.threshold, clip.velocity)  # fmt: skip
+
+    def write(base: Path, onsets: list[Any]) -> list[Path]:
+        name = str(getattr(source, "path", "")) or None
+        return writer.write(base, onsets, style, source.position, source.sample_rate, activations,
+                            None if name is None else Path(name).name)  # fmt: skip
+
+    return write
 
 
 def _open_stream(o: LiveOptions, model_rate: int, say: Any) -> Any:

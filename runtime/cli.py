@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from idm.runtime.sonify import DEFAULT_SONIFY_KIT
 
 from idm.cliopts import OneLineCommand, number
 from idm.errors import IDMError
@@ -198,6 +199,25 @@ def live(
         float | None,
         typer.Option(help="Stop after this many seconds of input.", callback=number(0, 10 * 86400, lo_open=True)),
     ] = None,
+    events: Annotated[
+        str,
+        typer.Option(
+            help="Note events beside each MIDI file written: none, csv, json or both (time,class,note,velocity,"
+            "probability; times equal the MIDI notes')."
+        ),
+    ] = "none",
+    save_activations: Annotated[
+        bool, typer.Option(help="File input: also write <name>_activations.npz (per-class onset probabilities).")
+    ] = False,
+    sonify: Annotated[
+        bool, typer.Option(help="Also write <name>_sonified.wav beside each MIDI file: the notes on a sampled kit.")
+    ] = False,
+    sonify_kit: Annotated[
+        str, typer.Option(help="Kit of --sonify: a name (idm data kits), a Hydrogen kit folder, .sf2 or folder.")
+    ] = DEFAULT_SONIFY_KIT,
+    format: Annotated[
+        str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
+    ] = "float",
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
     version: Annotated[
@@ -209,7 +229,10 @@ def live(
     if list_devices:
         list_everything()
         return
+    from idm.runtime.audio_format import audio_format
     from idm.runtime.builder import LiveOptions, build_session
+    from idm.runtime.events_out import parse_event_formats
+    from idm.runtime.extras import ExtraOutputs
 
     from idm.classes import parse_class_values
     from idm.midi import MidiStyle
@@ -217,6 +240,8 @@ def live(
     try:
         sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
         style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
+        fmt = audio_format(format)
+        extras = ExtraOutputs(parse_event_formats(events), save_activations, sonify_kit if sonify else None, audio=fmt)
     except (ValueError, IDMError) as e:
         _fail(str(e))
         raise typer.Exit(1) from None
@@ -248,6 +273,8 @@ def live(
         realtime=realtime,
         seconds=seconds,
         force=force,
+        extras=extras,
+        audio_format=fmt,
     )
     try:
         session = build_session(opts, log=lambda text: typer.echo(f"idm-live: {text}", err=True))

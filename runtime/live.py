@@ -118,6 +118,7 @@ class LiveSession:
         keep_partial: bool = True,
         monotonic_clock: MonotonicClock | None = None,
         latency_samples: int = 0,
+        extras: Callable[[Path], list[Path]] | None = None,
     ) -> None:
         self.processor = processor
         self.source = source
@@ -127,6 +128,7 @@ class LiveSession:
         self.scheduler = scheduler
         self.recorder = recorder
         self.midi_file = midi_file
+        self.extras = extras  #: writes the optional files beside a MIDI file (``base`` without suffix)
         self.stems_writer = stems_writer
         self.output_folder = output_folder
         self.monitor = monitor
@@ -319,8 +321,12 @@ class LiveSession:
             if ok and self.recorder is not None:
                 if self.midi_file is not None:
                     self.written.append(self.recorder.write(self.midi_file))
+                    if self.extras is not None:
+                        self.written += self.extras(self.midi_file.with_suffix(""))
                 if self.output_folder is not None:
-                    self.recorder.write(self.output_folder.path / f"{self.output_folder.target.name}.mid")
+                    midi = self.recorder.write(self.output_folder.path / f"{self.output_folder.target.name}.mid")
+                    if self.extras is not None:
+                        self.extras(midi.with_suffix(""))
             if self.output_folder is not None:
                 if ok:
                     self.written.append(self.output_folder.commit())

@@ -9,11 +9,12 @@ so the result equals ``idm-live --input FILE`` (frozen at the clip's kit), with 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from idm.runtime.activations_out import Activations
 from idm.runtime.engine.bank import BankSynth
 from idm.runtime.engine.bundle import Bundle, load_bundle
 from idm.runtime.engine.encoder import StreamingEncoder
@@ -21,6 +22,7 @@ from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.engine.providers import make_session, resolve_providers
 from idm.runtime.engine.voices import VoiceEngine
 from idm.runtime.engine.wiener import StreamingWiener
+from idm.runtime.extras import ExtraOutputs, ExtrasWriter
 from idm.runtime.outputs import OutputFolder
 from idm.runtime.prepass import ClipAnalysis, analyse_file
 from idm.runtime.sources import ArraySource, FileSource, Resampler
@@ -31,6 +33,9 @@ from idm.errors import ConfigError, OutputError
 from idm.midi import MidiStyle, Onset, to_midi_velocity, write_midi
 
 __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
+
+#: ``progress(stage, done, total)``: stage "analysing" or "rendering", input frames done of total.
+Progress = Callable[[str, int, int], None]
 
 #: Samples read per block (at the file's rate): the analysis pass (one encoder call each) and the render pass.
 BLOCK = 1 << 16
@@ -49,7 +54,9 @@ class OfflineConfig:
     delta: float | dict[str, float] | None = None
     threshold: float | dict[str, float] | None = None
     wait_ms: float | None = None
-    subtype: str = "FLOAT"  #: WAV sample format of the stems (soundfile subtype)
+    subtype: str = "FLOAT"  #: sample format of the stems (soundfile subtype)
+    extension: str = "wav"  #: file type of the stems: wav or flac
+    extras: ExtraOutputs = field(default_factory=ExtraOutputs)  #: note events, activations, sonification
     midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
 
     def __post_init__(self) -> None:
@@ -61,6 +68,8 @@ class OfflineConfig:
             raise ConfigError(f"alpha must be positive, got {self.alpha}")
         if self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.extension not in ("wav", "flac"):
+            raise ConfigError(f"extension must be wav or flac, got {self.extension!r}")
 
 
 @dataclass
@@ -100,12 +109,14 @@ class OfflineSeparator:
         self.picker_params = PickerParams.from_manifest(
             m["peak_picking"], list(self.class_names), cfg.delta, cfg.threshold, wait
         )
+        self.extras = ExtrasWriter(cfg.extras)
 
     # ---- analysis ---------------------------------------------------------------------------------------
 
-    def analyse(self, source: FileSource | ArraySource) -> ClipAnalysis:
+    def analyse(self, source: FileSource | ArraySource, progress: Callable[[int], None] | None = None) -> ClipAnalysis:
         """Every frame's onset probability and velocity, the clip's kit embedding and gains (source rewound)."""
-        return analyse_file(self.bundle, source, BLOCK, self.config.threads, encoder=self.encoder, collect=True)
+        return analyse_file(self.bundle, source, BLOCK, self.config.threads, encoder=self.encoder, collect=True,
+                            progress=progress)  # fmt: skip
 
     def hits(self, analysis: ClipAnalysis) -> tuple[np.ndarray, np.ndarray]:
         """Picked hits as (class index, frame) arrays, in the order the streaming picker emits them."""
@@ -119,10 +130,18 @@ class OfflineSeparator:
 
     def onsets(self, analysis: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> list[Onset]:
         """The hits as MIDI onsets (seconds from the start of the input, MIDI velocity)."""
-        assert analysis.velocity is not None
+        assert analysis.velocity is not None and analysis.onset_prob is not None
         vel = to_midi_velocity(analysis.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
-        return [Onset(CLASSES[int(k)], float(j * self.hop / self.sample_rate), int(v))
-                for k, j, v in zip(ks, js, vel, strict=True)]  # fmt: skip
+        prob = analysis.onset_prob[ks, js] if ks.size else np.zeros(0, np.float32)
+        return [Onset(CLASSES[int(k)], float(j * self.hop / self.sample_rate), int(v), float(p))
+                for k, j, v, p in zip(ks, js, vel, prob, strict=True)]  # fmt: skip
+
+    def activations(self, analysis: ClipAnalysis) -> Activations:
+        """The onset probabilities, velocities and picker settings of a clip (``--save-activations``)."""
+        assert analysis.onset_prob is not None
+        p = self.picker_params
+        return Activations(analysis.onset_prob, self.sample_rate / self.hop, self.class_names, p.delta, p.threshold,
+                           analysis.velocity)  # fmt: skip
 
     # ---- rendering --------------------------------------------------------------------------------------
 
@@ -171,14 +190,24 @@ class OfflineSeparator:
         """Samples by which :meth:`_blocks` lags the input (one FFT window for masked stems)."""
         return self.n_fft if self.config.mode == "masked" else 0
 
-    def _render(self, source: FileSource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray, folder: Path) -> None:
-        """The stems as WAV files in ``folder`` at the input's rate and length."""
+    def _render(
+        self,
+        source: FileSource,
+        a: ClipAnalysis,
+        ks: np.ndarray,
+        js: np.ndarray,
+        folder: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """The stems as WAV (or FLAC) files in ``folder`` at the input's rate and length."""
         cfg = self.config
         writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, self.stem_delay,
-                             subtype=cfg.subtype)  # fmt: skip
+                             subtype=cfg.subtype, extension=cfg.extension)  # fmt: skip
         try:
             for start, stems in self._blocks(source, a, ks, js):
                 writer.write(start, stems)
+                if progress is not None:
+                    progress(min(source.position, a.n_samples))
             writer.close(a.n_samples)
         finally:
             writer.close()
@@ -207,27 +236,34 @@ class OfflineSeparator:
         out[:, :n] = stems[:, :n]
         return onsets, out, a, ks, js
 
-    def separate_file(self, path: str | Path, out_dir: str | Path, force: bool = False) -> OfflineResult:
+    def separate_file(
+        self, path: str | Path, out_dir: str | Path, force: bool = False, progress: Progress | None = None
+    ) -> OfflineResult:
         """Write ``out_dir/<name>/`` (the stems as WAV at the input's rate, ``<name>.mid``) for one file.
 
-        The folder appears only when complete; ``force`` replaces an existing one. Raises
-        :class:`~idm.errors.IDMError` subclasses with one-line messages.
+        The folder appears only when complete; ``force`` replaces an existing one; the optional files of
+        ``config.extras`` go beside the MIDI file; ``progress(stage, done, total)`` follows the two passes.
+        Raises :class:`~idm.errors.IDMError` subclasses with one-line messages.
         """
         path = Path(path)
         source = FileSource(path)
         try:
             folder = OutputFolder(out_dir, path.stem, force)
             try:
-                a = self.analyse(source)
+                total = source.frames or 0
+                a = self.analyse(source, None if progress is None else lambda n: progress("analysing", n, total))
                 ks, js = self.hits(a)
                 onsets = self.onsets(a, ks, js)
                 if self.config.mode != "none":
-                    self._render(source, a, ks, js, folder.path)
+                    self._render(source, a, ks, js, folder.path,
+                                 None if progress is None else lambda n: progress("rendering", n, total))  # fmt: skip
                 midi = folder.path / f"{path.stem}.mid"
                 try:
                     write_midi(onsets, midi, style=self.config.midi)
                 except OSError as e:
                     raise OutputError(f"{midi}: cannot write the MIDI file ({e.strerror or e})") from None
+                self.extras.write(midi.with_suffix(""), onsets, self.config.midi, a.n_samples, source.sample_rate,
+                                  lambda: self.activations(a), path.name)  # fmt: skip
                 target = folder.commit()
             except BaseException:
                 folder.discard()

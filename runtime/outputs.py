@@ -68,7 +68,7 @@ class MidiRecorder:
     def add(self, events: Iterable[_Event]) -> None:
         for e in events:
             t = (e.sample - self.latency) / self.sample_rate
-            self.onsets.append(Onset(CLASSES[e.cls], max(0.0, t), int(e.velocity)))
+            self.onsets.append(Onset(CLASSES[e.cls], max(0.0, t), int(e.velocity), getattr(e, "probability", None)))
 
     def write(self, path: str | Path) -> Path:
         """Write the file atomically (temporary name, then rename)."""

@@ -7,6 +7,7 @@ files).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,11 +41,13 @@ def analyse_file(
     *,
     encoder: StreamingEncoder | None = None,
     collect: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> ClipAnalysis:
     """Stream ``source`` once through the encoder (bounded memory) and rewind it.
 
     ``encoder`` reuses a session (it is reset first); ``collect`` keeps every frame's onset probabilities and
-    velocities (``9 x 2 x 4`` bytes per frame: 2.5 MB per 10 minutes). Raises :class:`AudioInputError` for
+    velocities (``9 x 2 x 4`` bytes per frame: 2.5 MB per 10 minutes); ``progress(frames)`` is called after each
+    block with the input frames read so far. Raises :class:`AudioInputError` for
     empty, too short, silent or non-finite audio, with the same wording as ``idm separate``.
     """
     name = str(source.path)
@@ -82,6 +85,8 @@ def analyse_file(
                 probs.append(f.onset_prob.copy())
                 vels.append(f.velocity.copy())
         pos += x.size
+        if progress is not None:
+            progress(pos)
         if last:
             break
     if not audible:

@@ -14,7 +14,7 @@ __all__ = ["StemsWriter"]
 
 
 class StemsWriter:
-    """Writes ``folder/<name>.wav`` for the 9 classes or the 5 groups, one mono file per stem.
+    """Writes ``folder/<name>.wav`` (or ``.flac``) for the 9 classes or the 5 groups, one mono file per stem.
 
     The processor's output sample ``t`` is the input at ``t - latency``: the first ``latency`` samples
     are dropped, the rest is resampled to ``out_rate`` (soxr stream, delay-compensated, so sample ``i``
@@ -33,6 +33,8 @@ class StemsWriter:
         The processor's latency in samples at ``model_rate``.
     quality
         soxr quality of the resampler (``VHQ`` for files, lower for live recordings).
+    subtype, extension
+        libsndfile sample format and file type of the stems (see :mod:`idm.runtime.audio_format`).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class StemsWriter:
         latency: int,
         quality: str = "VHQ",
         subtype: str = "FLOAT",
+        extension: str = "wav",
     ) -> None:
         from idm.classes import CLASSES
 
@@ -54,7 +57,8 @@ class StemsWriter:
         self.out_rate = int(out_rate)
         self._group = None if stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
         self._files = [
-            sf.SoundFile(str(Path(folder) / f"{n}.wav"), "w", self.out_rate, 1, subtype=subtype) for n in self.names
+            sf.SoundFile(str(Path(folder) / f"{n}.{extension}"), "w", self.out_rate, 1, subtype=subtype)
+            for n in self.names
         ]
         self._rs: Any = None
         if out_rate != model_rate:

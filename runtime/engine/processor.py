@@ -60,12 +60,14 @@ class ProcessorConfig:
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """A detected hit: project class index, GM note, MIDI velocity and its due sample on the output timeline."""
+    """A detected hit: project class index, GM note, MIDI velocity, its due sample on the output timeline and the
+    onset probability at the picked frame (None when not known)."""
 
     cls: int
     note: int
     velocity: int
     sample: int
+    probability: float | None = None
 
 
 @dataclass
@@ -185,6 +187,7 @@ class StreamProcessor:
         frames = max(1, self.picker_params.delay) + self._max_block // self.hop + 2 * self.encoder.lookahead + 64
         self._vel_size = 1 << int(np.ceil(np.log2(frames + self.encoder.extra_frames)))
         self._vel = np.zeros((k, self._vel_size), dtype=np.float32)
+        self._prob = np.zeros((k, self._vel_size), dtype=np.float32)  # onset probabilities, same ring as _vel
         self._stems_out = np.zeros((k, self._max_block), dtype=np.float32)
         self.reset()
 
@@ -270,6 +273,7 @@ class StreamProcessor:
         if ks.size == 0:
             return
         vel = self._vel[ks, js % self._vel_size]
+        prob = self._prob[ks, js % self._vel_size]
         midi = to_midi_velocity(vel)
         for i in np.argsort(js, kind="stable"):
             k, j = int(ks[i]), int(js[i])
@@ -283,13 +287,14 @@ class StreamProcessor:
                 elif start + shot.shape[0] > pos:  # only a causal model's frame 0: start late, sample-exact tail
                     self.voices.trigger(k, pos, shot[pos - start :], float(amp))
             due = max(start + self.latency - self.detect_latency, self.samples_out)
-            self._pending.append(NoteEvent(k, int(self.notes[k]), int(midi[i]), due))
+            self._pending.append(NoteEvent(k, int(self.notes[k]), int(midi[i]), due, float(prob[i])))
 
     def _analyse(self, frames_first: int, probs: np.ndarray, vel: np.ndarray, flush: bool) -> None:
         m = probs.shape[1]
         if m:
             idx = (frames_first + np.arange(m)) % self._vel_size
             self._vel[:, idx] = vel
+            self._prob[:, idx] = probs
         self._update_kit()
         ks, js = self.picker.process(probs)
         self._hits(ks, js)
