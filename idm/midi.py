@@ -211,6 +211,10 @@ def read_onsets(path: str | Path) -> list[Onset]:
             raise AudioInputError(
                 f"{path}: a type-2 MIDI file (independent sequences) has no single timeline; save it as type 0 or 1"
             )
+        if not isinstance(mid.ticks_per_beat, int) or mid.ticks_per_beat <= 0:
+            raise AudioInputError(
+                f"{path}: SMPTE time division ({mid.ticks_per_beat}) is not supported; save it with ticks per beat"
+            )
         t = 0.0
         for msg in mid:  # merged tracks, times in seconds
             t += msg.time
@@ -220,6 +224,6 @@ def read_onsets(path: str | Path) -> list[Onset]:
         raise AudioInputError(
             f"{path}: not a readable MIDI file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    if not all(math.isfinite(o.time) for o in out):
-        raise AudioInputError(f"{path}: not a readable MIDI file (note times are not finite)")
+    if not all(math.isfinite(o.time) and o.time >= 0 for o in out):
+        raise AudioInputError(f"{path}: not a readable MIDI file (note times are not finite and positive)")
     return out
