@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -206,6 +207,9 @@ def separate(
                     raise
                 failed += 1
                 _fail(str(e))
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the unfinished output is removed, never half-written
+                _fail(f"interrupted: {path} was not separated (nothing written for it; the outputs above are complete)")
+                raise typer.Exit(130) from None
             progress.advance(task)
     if failed:
         _fail(f"{failed} of {len(inputs)} inputs failed")
@@ -386,7 +390,12 @@ app.command("eval")(eval_command)
 
 
 def main() -> None:
-    """Entry point of the ``idm`` script."""
+    """Entry point of the ``idm`` script. SIGTERM stops like Ctrl-C: the output being written is removed."""
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         app()
     except KeyboardInterrupt:
