@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -191,7 +192,7 @@ def separate(
     Inputs may be files or folders (a folder stands for its audio files, sorted by name). By default the shipped
     live model runs through onnxruntime (no PyTorch needed).
     """
-    from idm.batch import expand_inputs, run_batch
+    from idm.batch import Outcome, expand_inputs, run_batch
     from idm.progress_view import SeparateView
 
     try:
@@ -210,10 +211,21 @@ def separate(
         _fail(str(e))
         raise typer.Exit(2) from None
 
-    with SeparateView(len(inputs), quiet) as view:
-        outcomes = run_batch(spec, inputs, out, force, jobs, lambda o: view.done(o.path, o.folder, o.error),
-                             runner=runner if jobs <= 1 else None, progress=view.file_progress if view.live else None,
-                             debug=debug)  # fmt: skip
+    finished: list[Path] = []
+
+    def done(o: Outcome) -> None:
+        finished.append(o.path)
+        view.done(o.path, o.folder, o.error)
+
+    try:
+        with SeparateView(len(inputs), quiet) as view:
+            outcomes = run_batch(spec, inputs, out, force, jobs, done, runner=runner if jobs <= 1 else None,
+                                 progress=view.file_progress if view.live else None, debug=debug)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an unfinished output is removed, never half-written
+        left = [p for p in inputs if p not in finished]
+        _fail(f"interrupted: {len(left)} input(s) not separated, from {left[0]} on (the outputs listed are complete)"
+              if left else "interrupted")  # fmt: skip
+        raise typer.Exit(130) from None
     failed = sum(o.error is not None for o in outcomes)
     if failed:
         _fail(f"{failed} of {len(inputs)} inputs failed")
@@ -413,7 +425,12 @@ app.command("eval")(eval_command)
 
 
 def main() -> None:
-    """Entry point of the ``idm`` script."""
+    """Entry point of the ``idm`` script. SIGTERM stops like Ctrl-C: the output being written is removed."""
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         app()
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ never allocate buffers, take locks or wait. Processing happens on the session's 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -244,6 +245,14 @@ class StreamSpec:
     blocksize: int = 256
     ring_seconds: float = 4.0
     output_delay_blocks: int = 2  #: the output reads this many blocks behind the callback's position
+    host_api: str = ""  #: PortAudio host API name (for messages: "JACK Audio Connection Kit", ...)
+
+
+#: Seconds PortAudio's stop/close may take. Once a JACK server has gone, both block for good (and
+#: ``Pa_Terminate`` at exit hangs or aborts): such a stream is abandoned instead.
+STOP_TIMEOUT = 2.0
+#: A started stream whose callbacks have not run for this long has stopped (device or server gone).
+STALL_SECONDS = 1.5
 
 
 class AudioStream:
@@ -254,6 +263,12 @@ class AudioStream:
     counts device frames since the start; :attr:`xruns` counts callbacks whose status reported an input
     overflow/underflow or output underflow/overflow; :attr:`underruns` counts output blocks the worker
     had not produced in time.
+
+    :meth:`failure` (called from a non-audio thread) tells when a started stream has stopped by itself:
+    PortAudio reports it inactive (JACK's shutdown callback) or its callbacks stalled. :meth:`stop` and
+    :meth:`close` never block for more than :data:`STOP_TIMEOUT`: a lost stream is not stopped at all, and
+    one whose stop does not return in time is left alone; :attr:`abandoned` is then True and the process
+    should end with ``os._exit`` (PortAudio's own clean-up at exit would block or abort).
     """
 
     def __init__(self, spec: StreamSpec, sample_rate: int) -> None:
@@ -273,6 +288,11 @@ class AudioStream:
         self.xruns = 0
         self.underruns = 0
         self._stream: Any = None
+        self.lost = False  #: the stream stopped by itself (:meth:`failure` said why)
+        self._why: str | None = None
+        self.abandoned = False  #: stop/close were skipped or timed out: never touch the stream again
+        self._started = False
+        self._seen = (0, 0.0)  # (frames, monotonic time) when the frame counter last moved, for stall checks
 
     # ---- callbacks (audio thread) ---------------------------------------------------------------------
 
@@ -349,6 +369,53 @@ class AudioStream:
         except self.sd.PortAudioError as e:
             self.close()
             raise DeviceError(f"cannot start the audio stream: {_pa_message(e)}") from None
+        self._started = True
+        self._seen = (self.frames, time.monotonic())
+
+    def failure(self, stall: float = STALL_SECONDS) -> str | None:
+        """Why the started stream no longer runs, or None while it does (call it from a non-audio thread).
+
+        A stream is lost when PortAudio reports it inactive (JACK calls its shutdown callback when the
+        server goes) or when no callback has run for ``stall`` seconds. Sets :attr:`lost`.
+        """
+        if not self._started or self._stream is None or self.abandoned:
+            return None
+        if self.lost:
+            return self._why
+        now = time.monotonic()
+        frames = self.frames
+        if frames != self._seen[0]:
+            self._seen = (frames, now)
+        why = None
+        jack = "JACK" in self.spec.host_api
+        if not self.active:
+            why = "the JACK server stopped" if jack else "the audio device stopped (disconnected?)"
+        elif now - self._seen[1] > stall:
+            what = "the JACK server stopped responding" if jack else "the audio device stopped delivering audio"
+            why = f"{what} (no audio callback for {now - self._seen[1]:.1f} s)"
+        if why is not None:
+            self.lost = True
+            self._why = why
+        return why
+
+    def _bounded(self, what: str, timeout: float) -> bool:
+        """Call the stream's ``stop``/``close`` in a daemon thread; False (stream abandoned) if it did not return."""
+        done = threading.Event()
+        call = getattr(self._stream, what)
+
+        def run() -> None:
+            try:
+                with suppress(self.sd.PortAudioError):
+                    call()
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"idm-portaudio-{what}", daemon=True).start()
+        if done.wait(timeout):
+            return True
+        self.abandoned = True
+        self.clock._stream = None
+        return False
 
     @property
     def latency(self) -> tuple[float, float]:
@@ -364,18 +431,33 @@ class AudioStream:
     def active(self) -> bool:
         return self._stream is not None and bool(self._stream.active)
 
-    def stop(self) -> None:
-        """Stop the callbacks (the rings keep what was captured)."""
-        if self._stream is not None:
-            with suppress(self.sd.PortAudioError):
-                self._stream.stop()
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Stop the callbacks (the rings keep what was captured); False if the stream had to be abandoned.
 
-    def close(self) -> None:
-        if self._stream is not None:
-            with suppress(self.sd.PortAudioError):
-                self._stream.close()
+        A lost stream (:meth:`failure`) is not stopped at all: PortAudio's JACK back end would wait for a
+        server that is gone. Otherwise PortAudio gets ``timeout`` seconds.
+        """
+        if self._stream is None or self.abandoned:
+            return not self.abandoned
+        if self.lost:
+            self.abandoned = True
+            self.clock._stream = None
+            return False
+        return self._bounded("stop", timeout)
+
+    def close(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Close the stream (bounded like :meth:`stop`); False if it is abandoned instead."""
+        if self._stream is None:
+            return not self.abandoned
+        if self.lost or self.abandoned:
+            self.abandoned = True
+            self.clock._stream = None
+            return False
+        ok = self._bounded("close", timeout)
+        if ok:
             self.clock._stream = None
             self._stream = None
+        return ok
 
 
 def _pa_message(e: Exception) -> str:

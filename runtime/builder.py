@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from idm.runtime.live import LiveSession
-from idm.runtime.outputs import MidiRecorder, OutputFolder
+from idm.runtime.outputs import MidiRecorder, OutputFolder, check_output_file
 from idm.runtime.scheduler import Clock, MidiScheduler, MonotonicClock
 from idm.runtime.sources import DemoSource, FileSource, RingSource, resampler_lag
 
@@ -82,8 +82,8 @@ def _check(o: LiveOptions) -> None:
         raise IDMError(f"--seconds must be positive, got {o.seconds}")
     if o.channel is not None and o.channel < 1:
         raise IDMError(f"--input-channel is 1-based, got {o.channel}")
-    if o.midi_file is not None and o.midi_file.exists() and not o.force:
-        raise IDMError(f"{o.midi_file}: file exists (use --force to replace it)")
+    if o.midi_file is not None:
+        check_output_file(o.midi_file, o.force)  # now, not at the end of the take
     if o.extras is not None and o.extras.activations and o.kind != "file":
         raise IDMError("--save-activations needs a file input (the whole clip's onset probabilities)")
     if o.extras is not None and o.extras.any and o.midi_file is None and o.stems_out is None:
@@ -225,7 +225,9 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             from idm.runtime.midi_out import MidiPort, choose_api
 
             api = choose_api(o.midi_api)
-            port = (MidiPort(api, o.midi_port, o.port_name) if o.port_name else MidiPort(api, o.midi_port)).open()
+            port = MidiPort(api, o.midi_port, o.port_name) if o.port_name else MidiPort(api, o.midi_port)
+            port.on_lost = lambda text: say(f"warning: {text}")
+            port.open()
             opened.append(port)
             clock: Clock | None = None
             if paced:
@@ -246,6 +248,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         if o.stems_out is not None:
             folder = OutputFolder(o.stems_out, name, o.force)
             opened.append(folder)
+            for note in folder.notes:
+                say(note)
             from idm.runtime.stems_writer import StemsWriter
 
             out_rate = source.sample_rate
@@ -367,6 +371,7 @@ def _open_stream(o: LiveOptions, model_rate: int, say: Any) -> Any:
         output_channels=out_ch,
         samplerate=rate,
         blocksize=o.block_size,
+        host_api=main.hostapi,
     )
     lag = resampler_lag(model_rate, int(rate), o.block_size, "LQ")
     spec.output_delay_blocks = 2 + math.ceil(lag / o.block_size)

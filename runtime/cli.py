@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from enum import Enum
@@ -288,7 +289,7 @@ def live(
 
 def _run(session: Any, quiet: bool, debug: bool) -> None:
     """Start the session, show the panel until the input ends or a signal arrives, then close it."""
-    from idm.runtime.status import render_status, summary
+    from idm.runtime.status import render_status, summary, undelivered
     from rich.console import Console
     from rich.live import Live
 
@@ -317,25 +318,65 @@ def _run(session: Any, quiet: bool, debug: bool) -> None:
                 while not session.wait(0.1):
                     lv.update(render_status(session))
                 lv.update(render_status(session))
-        if session.interrupted:
+        if session.error is not None and isinstance(session.error, IDMError) and not debug:
+            _fail(str(session.error))  # at once: saving may take a moment
+        elif session.interrupted:
             typer.echo("idm-live: stopping: flushing and saving", err=True)
         written = session.close()
     except IDMError as e:
         if debug:
             raise
         _fail(str(e))
-        raise typer.Exit(1) from None
+        _exit(session, 1)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    code = 0
     if session.error is not None:
         if debug or not isinstance(session.error, IDMError):
+            if _abandoned(session):
+                import traceback
+
+                traceback.print_exception(session.error)
+                _exit(session, 1)
             raise session.error
-        _fail(str(session.error))
-        raise typer.Exit(1)
+        code = 1
     typer.echo(f"idm-live: {summary(session)}", err=True)
+    lost = undelivered(session)
+    if lost is not None and session.error is None:
+        _fail(f"{lost} of {session.scheduler.stats.sent} notes were not delivered: the MIDI port went away")
+        code = code or 1
     for p in written:
         typer.echo(f"wrote {p}{'/' if p.is_dir() else ''}")
+    if not session.complete and session.stats.processed:
+        kept = ", ".join(f"{p}{'/' if p.is_dir() else ''}" for p in session.partial) or "nothing"
+        typer.echo(
+            f"idm-live: incomplete: the input stopped at {session.stopped_at()}; the partial result is kept as "
+            f"{kept}, not under the final name",
+            err=True,
+        )
+        for p in session.partial:
+            typer.echo(f"partial {p}{'/' if p.is_dir() else ''}")
+        code = code or (130 if session.interrupted else 1)
+    _exit(session, code)
+
+
+def _abandoned(session: Any) -> bool:
+    return session.stream is not None and session.stream.abandoned
+
+
+def _exit(session: Any, code: int) -> None:
+    """Exit with ``code``; through ``os._exit`` when an audio stream had to be abandoned (server gone).
+
+    PortAudio's clean-up at interpreter exit would wait for the lost JACK server for good (or abort), so the
+    process ends without it, once every file is complete and the output is flushed.
+    """
+    if _abandoned(session):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ a fraction of a block when nothing is there yet).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from idm.runtime.sources import Resampler
 from idm.runtime.stems_writer import StemsWriter
 
 from idm.classes import CLASSES
-from idm.errors import DeviceError
+from idm.errors import DeviceError, IDMError
 
 __all__ = ["LiveSession", "LiveStats", "Source"]
 
@@ -150,6 +151,7 @@ class LiveSession:
         self._closed = False
         self._switch: float | None = None
         self.written: list[Path] = []
+        self.partial: list[Path] = []  #: incomplete results kept under names that say so (file inputs)
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
@@ -241,10 +243,19 @@ class LiveSession:
             self._process(x)
 
     def _check_stream(self) -> None:
-        """A stream that stopped by itself (device unplugged, JACK server gone) ends the session with an error."""
+        """A stream that stopped by itself (device unplugged, JACK server gone) ends the session with an error.
+
+        Called when the source has nothing new, so whatever the stream captured before is processed first.
+        """
         st = self.stream
-        if st is not None and not self._stop.is_set() and not st.active and st.frames > 0:
-            raise DeviceError("the audio stream stopped (device disconnected or audio server gone)")
+        if st is None or self._stop.is_set():
+            return
+        why = st.failure()
+        if why is not None:
+            raise DeviceError(
+                f"{why} after {self.seconds_processed:.1f} s of audio; idm-live stopped (the files keep what was "
+                "recorded until then)"
+            )
 
     def _process(self, x: np.ndarray, last: bool = False) -> None:
         now = time.monotonic()
@@ -293,12 +304,22 @@ class LiveSession:
 
     # ---- close --------------------------------------------------------------------------------------------
 
+    @property
+    def complete(self) -> bool:
+        """Whether the outputs are a complete result: a live input (mic, demo) is complete up to where it stopped
+        (Ctrl-C, an error); a file only when it was processed to its end (or to ``--seconds``) without error."""
+        if self.keep_partial:
+            return True
+        return self.end_of_input and self.error is None and not self.interrupted
+
     def close(self) -> list[Path]:
         """Flush and close everything (idempotent); returns the files/folders written.
 
         MIDI notes still due are sent at their time after the end of input (they are dropped on an
-        interrupt, with their note-offs sent at once). Files are completed and renamed into place even
-        after an interrupt; after an internal error, a file input's partial outputs are discarded.
+        interrupt, with their note-offs sent at once). Files are completed even after an interrupt or an
+        error (an audio server that went away included). A file input that was not processed to its end
+        is not presented as complete: its folder is kept as ``<name>.partial/`` with a ``PARTIAL.txt`` note
+        and its MIDI file as ``<name>.partial.mid`` (:attr:`partial` lists them).
         """
         if self._closed:
             return self.written
@@ -306,35 +327,50 @@ class LiveSession:
         if not self.done.is_set():
             self._stop.set()
             self.done.wait()
-        ok = self.error is None or self.keep_partial
+        complete = self.complete
+        kept = False
         try:
             if self.scheduler is not None:
                 self.scheduler.stop(drain=self.end_of_input and not self.interrupted and self.error is None)
             if self.stream is not None:
                 if self.stream.has_output and self.end_of_input and not self.interrupted:
                     self._play_out()
-                self.stream.stop()
-                self.stream.close()
+                # bounded: after a lost JACK server PortAudio's stop/close never return (the stream is abandoned)
+                if self.stream.stop():
+                    self.stream.close()
             length = self.source.position
             if self.stems_writer is not None:
                 self.stems_writer.close(length)
-            if ok and self.recorder is not None:
+            if not complete and self.stats.processed == 0:  # stopped before any audio: nothing to keep
+                if self.output_folder is not None:
+                    self.output_folder.discard()
+                kept = True
+                return self.written
+            if self.recorder is not None:
                 if self.midi_file is not None:
-                    self.written.append(self.recorder.write(self.midi_file))
-                    if self.extras is not None:
-                        self.written += self.extras(self.midi_file.with_suffix(""))
+                    if complete:
+                        self.written.append(self.recorder.write(self.midi_file))
+                        if self.extras is not None:
+                            self.written += self.extras(self.midi_file.with_suffix(""))
+                    else:
+                        part = self.recorder.write(_free_name(self.midi_file))
+                        self.partial.append(part)
+                        if self.extras is not None:
+                            self.partial += self.extras(part.with_suffix(""))
                 if self.output_folder is not None:
                     midi = self.recorder.write(self.output_folder.path / f"{self.output_folder.target.name}.mid")
                     if self.extras is not None:
                         self.extras(midi.with_suffix(""))
             if self.output_folder is not None:
-                if ok:
+                if complete:
                     self.written.append(self.output_folder.commit())
                 else:
-                    self.output_folder.discard()
+                    self.partial.append(self.output_folder.keep_partial(self.partial_note()))
+            kept = True
         finally:
-            if self.output_folder is not None and self.output_folder.path.exists() and not ok:
-                self.output_folder.discard()
+            if self.output_folder is not None and not kept and self.output_folder.path.exists():
+                with contextlib.suppress(IDMError):  # whatever went wrong above, keep what was written
+                    self.partial.append(self.output_folder.keep_partial(self.partial_note()))
             close_port = getattr(self.scheduler.port, "close", None) if self.scheduler is not None else None
             if close_port is not None:
                 close_port()
@@ -346,6 +382,23 @@ class LiveSession:
                 sys.setswitchinterval(self._switch)
         return self.written
 
+    def stopped_at(self) -> str:
+        """Where the input stopped, e.g. ``12.3 s of 30.0 s``."""
+        done = f"{self.seconds_processed:.1f} s"
+        if self.source.frames:
+            done += f" of {self.source.frames / self.source.sample_rate:.1f} s"
+        return done
+
+    def partial_note(self) -> str:
+        """The text of ``PARTIAL.txt``: why the run stopped and how far it got."""
+        why = "interrupted (Ctrl-C or SIGTERM)" if self.interrupted else f"stopped by an error: {self.error}"
+        name = getattr(self.source, "path", None)
+        return (
+            f"INCOMPLETE: idm-live {why}.\n"
+            f"Input {name if name is not None else '?'}: processed {self.stopped_at()}; the files here cover only "
+            "that part.\nRun again to get the complete result.\n"
+        )
+
     def _play_out(self) -> None:
         """End of a paced input: let the output stream play what the monitor still holds."""
         st = self.stream
@@ -353,3 +406,12 @@ class LiveSession:
         deadline = time.monotonic() + 2.0 + self.latency_samples / self.model_rate
         while st.frames - st.delay < st.output_ring.written and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def _free_name(path: Path) -> Path:
+    """``take.partial.mid`` beside ``take.mid`` (``take.partial-2.mid``... if taken): never replaces a file."""
+    for i in range(1, 1000):
+        cand = path.with_name(f"{path.stem}.partial{'' if i == 1 else f'-{i}'}{path.suffix}")
+        if not cand.exists():
+            return cand
+    return path.with_name(f"{path.stem}.partial-{time.time_ns()}{path.suffix}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,9 +118,17 @@ class MidiPort:
     virtual_name: str = DEFAULT_PORT_NAME
     client_name: str = CLIENT_NAME
 
+    watch_seconds: float = 0.1  #: how often an existing port's presence is checked (0: never)
+
     def __post_init__(self) -> None:
         self._out: Any = None
         self.name = ""  #: the opened port's name
+        self.lost = False  #: the existing port went away (its program quit): notes are no longer delivered
+        self.lost_at: float | None = None  #: monotonic time it was found gone
+        self.undelivered = 0  #: note-ons not delivered since (counted by the sending thread)
+        self.on_lost: Any = None  #: called once (from the watcher thread) with a one-line message
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
 
     def open(self) -> MidiPort:
         """Open the port; raises :class:`DeviceError` with the reason and what to do instead."""
@@ -163,22 +173,63 @@ class MidiPort:
             out.delete()
             raise
         self._out = out
+        if self.port is not None and self.watch_seconds > 0:
+            self._watch = threading.Thread(target=self._watch_port, name="idm-midi-port-watch", daemon=True)
+            self._watch.start()
         return self
+
+    def _watch_port(self) -> None:
+        """Watcher thread (never the audio one): mark the port lost once it leaves the system's port list.
+
+        A client of its own lists the ports, so the sending client is never used from two threads.
+        """
+        rtmidi = import_rtmidi()
+        try:  # no quiet_stderr() here: it would also silence the other threads' messages
+            probe = rtmidi.MidiOut(_api_const(rtmidi, self.api), name=f"{self.client_name}-watch")
+        except (SystemError, RuntimeError, rtmidi.RtMidiError):
+            return  # cannot watch: sends go on as before
+        try:
+            while not self._watch_stop.wait(self.watch_seconds):
+                try:
+                    present = self.name in probe.get_ports()
+                except (SystemError, RuntimeError, rtmidi.RtMidiError):
+                    present = False
+                if not present:
+                    self.lost_at = time.monotonic()
+                    self.lost = True
+                    if self.on_lost is not None:
+                        self.on_lost(
+                            f"MIDI port {self.name!r} is gone (its program quit or it was removed): notes are no "
+                            "longer delivered; audio and files go on"
+                        )
+                    return
+        finally:
+            probe.delete()
 
     @property
     def is_open(self) -> bool:
         return self._out is not None
 
     def send(self, message: list[int] | tuple[int, ...]) -> None:
-        """Send one short MIDI message (status byte and data bytes)."""
+        """Send one short MIDI message (status byte and data bytes); after the port is lost, count it instead."""
+        if self.lost:
+            if message[0] & 0xF0 == 0x90 and message[2] > 0:
+                self.undelivered += 1
+            return
         if self._out is not None:
             self._out.send_message(message)
 
     def close(self) -> None:
         """Close the port and release the client (safe to call twice)."""
+        self._watch_stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(2.0)
         if self._out is not None:
-            try:
-                self._out.close_port()
-            finally:
-                self._out.delete()
-                self._out = None
+            if self.api == "jack" and not self.lost:
+                time.sleep(0.05)  # JACK sends from a ring buffer each cycle: let the last messages leave first
+            with quiet_stderr():  # a JACK server that went away makes libjack print on every call
+                try:
+                    self._out.close_port()
+                finally:
+                    self._out.delete()
+                    self._out = None

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from idm.classes import CLASSES
 
-__all__ = ["render_status", "summary"]
+__all__ = ["render_status", "summary", "undelivered"]
 
 FLASH_SECONDS = 0.15
 
@@ -25,6 +25,14 @@ def _xruns(session: Any) -> int:
     if st.input_ring is not None:
         n += st.input_ring.drops
     return int(n)
+
+
+def undelivered(session: Any) -> int | None:
+    """Notes sent after the MIDI port went away, or None while it is there."""
+    port = getattr(session.scheduler, "port", None)
+    if port is None or not getattr(port, "lost", False):
+        return None
+    return int(port.undelivered)
 
 
 def _meter(db: float, width: int = 24) -> Text:
@@ -55,6 +63,9 @@ def render_status(session: Any, title: str = "idm-live") -> Panel:
     notes = f"{s.events} found"
     if sched is not None:
         notes += f", {sched.stats.sent} sent"
+        lost = undelivered(session)
+        if lost is not None:
+            notes += f", {lost} not delivered (MIDI port gone)"
         if sched.stats.late:
             notes += f", {sched.stats.late} late (max {sched.stats.max_late_ms:.1f} ms)"
     grid.add_row("notes", Text(notes))
@@ -77,6 +88,9 @@ def summary(session: Any) -> str:
     parts = [f"{session.seconds_processed:.1f} s processed", f"{s.events} notes"]
     if session.scheduler is not None:
         parts.append(f"{session.scheduler.stats.sent} sent")
+        lost = undelivered(session)
+        if lost is not None:
+            parts.append(f"{lost} not delivered (MIDI port gone)")
         if session.scheduler.stats.late:
             st = session.scheduler.stats
             parts.append(f"{st.late} late (max {st.max_late_ms:.1f} ms)")

@@ -121,7 +121,8 @@ def test_five_stems_midi_file_and_force(clips, official_bundle, tmp_path):
 
 
 def test_sigint_leaves_complete_files(official_bundle, tmp_path):
-    """Ctrl-C during a real-time file run: exit 0, a readable MIDI file and WAVs of the processed length."""
+    """Ctrl-C during a real-time file run: complete files of the processed part, kept under names that say partial
+    (``out/long.partial/``, ``rec.partial.mid``), exit 130 (tests/test_live_faults.py covers SIGTERM and the note)."""
     from idm.classes import CLASSES
 
     clip = tmp_path / "long.wav"
@@ -143,12 +144,14 @@ def test_sigint_leaves_complete_files(official_bundle, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
-    assert "stopping" in err
+    assert proc.returncode == 130, err
+    assert "stopping" in err and "incomplete" in err
+    assert not midi.exists() and not (tmp_path / "out" / "long").exists()
+    midi = tmp_path / "rec.partial.mid"
     notes = notes_of(midi)
     assert any(t == "note_on" for t, *_ in notes)
     assert sum(t == "note_on" for t, *_ in notes) == sum(t == "note_off" for t, *_ in notes)
-    folder = tmp_path / "out" / "long"
+    folder = tmp_path / "out" / "long.partial"
     lengths = {sf.info(str(folder / f"{c}.wav")).frames for c in CLASSES}
     assert len(lengths) == 1
     n = lengths.pop()
