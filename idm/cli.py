@@ -144,6 +144,13 @@ def separate(
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            help="Also write OUT/<name>/<name>.png: waveform, onset probabilities per drum with the picker's "
+            "thresholds, and the picked hits (needs matplotlib: the plot extra)."
+        ),
+    ] = False,
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
 
@@ -175,11 +182,16 @@ def separate(
             raise IDMError(str(e)) from None
         style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
         which = _choose_backend(backend, model, bundle, onsets)
+        if plot:
+            from idm.torchcheck import require
+
+            require("matplotlib", "--plot", "plot")
         if which == "onnx":
-            run_one = _onnx_runner(bundle or model or "live", mode, stems, alpha, device, threads, sensitivity, style)
+            run_one = _onnx_runner(bundle or model or "live", mode, stems, alpha, device, threads, sensitivity, style,
+                                   plot)  # fmt: skip
         else:
             run_one = _torch_runner(model, config, mode, stems, alpha, device, seed, threads, chunk_seconds, onsets,
-                                    sensitivity, style)  # fmt: skip
+                                    sensitivity, style, plot)  # fmt: skip
     except IDMError as e:
         if debug:
             raise
@@ -221,6 +233,7 @@ def _onnx_runner(
     threads: int | None,
     delta: float | dict[str, float] | None,
     style: Any,
+    plot: bool = False,
 ) -> Any:
     from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
@@ -228,7 +241,17 @@ def _onnx_runner(
     cfg = OfflineConfig(mode=mode.value, stems=stems, alpha=alpha, provider=device.value, threads=threads or 2,
                         delta=delta, midi=style)  # fmt: skip
     sep = OfflineSeparator(resolve_bundle(ref), cfg)
-    return lambda path, out, force: sep.separate_file(path, out, force=force).folder
+    if not plot:
+        return lambda path, out, force: sep.separate_file(path, out, force=force).folder
+
+    def run_and_plot(path: Path, out: Path, force: bool) -> Path:
+        from idm.plots import offline_piano_roll, write_piano_roll
+
+        result = sep.separate_file(path, out, force=force)
+        write_piano_roll(offline_piano_roll(sep, path, result, ref), result.folder / f"{path.stem}.png")
+        return result.folder
+
+    return run_and_plot
 
 
 def _torch_runner(
@@ -244,6 +267,7 @@ def _torch_runner(
     onsets: Path | None,
     delta: float | dict[str, float] | None,
     style: Any,
+    plot: bool = False,
 ) -> Any:
     from dataclasses import replace
 
@@ -274,7 +298,19 @@ def _torch_runner(
         own = sep.model.config.peaks
         sep.config.peaks = replace(own, delta=delta) if isinstance(delta, float) else (
             replace(own, class_delta={**own.class_delta, **delta}))  # fmt: skip
-    return lambda path, out, force: sep.separate_file(path, out, onsets=onsets, force=force)
+    if not plot:
+        return lambda path, out, force: sep.separate_file(path, out, onsets=onsets, force=force)
+
+    def run_and_plot(path: Path, out: Path, force: bool) -> Path:
+        from idm.plots import checkpoint_piano_roll, write_piano_roll
+
+        def roll(analysis: Any, peaks: Any, folder: Path) -> None:
+            label = model or "live"
+            write_piano_roll(checkpoint_piano_roll(sep, path, analysis, peaks, label), folder / f"{path.stem}.png")
+
+        return sep.separate_file(path, out, onsets=onsets, force=force, extra=roll)
+
+    return run_and_plot
 
 
 @app.command()
@@ -300,7 +336,7 @@ def demo(
     separate([wav], out, model=None, bundle=bundle, backend=Backend.onnx, force=True, config=None, mode=Mode.masked,
              stems=9, alpha=1.0, onsets=None, device=Device.cpu, seed=1234, threads=None, chunk_seconds=30.0,
              delta=None, note_length=50.0, midi_channel=10, note_map="gm", midi_tempo=120.0, quiet=False,
-             debug=False)  # fmt: skip
+             debug=False, plot=False)  # fmt: skip
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,12 +265,18 @@ class Separator:
         return SeparationResult(stems, self._names(), sample_rate, self._onsets(analysis, peaks), analysis, shots)
 
     def separate_file(
-        self, path: str | Path, out_dir: str | Path, onsets: str | Path | None = None, force: bool = False
+        self,
+        path: str | Path,
+        out_dir: str | Path,
+        onsets: str | Path | None = None,
+        force: bool = False,
+        extra: Callable[[Analysis, np.ndarray, Path], None] | None = None,
     ) -> Path:
         """Write ``out_dir/<name>/<stem>.wav`` and ``<name>.mid``; returns the folder.
 
         Stems are streamed to disk chunk by chunk at the input's sample rate. The folder appears only
-        when complete; an existing one is replaced only with ``force``.
+        when complete; an existing one is replaced only with ``force``. ``extra(analysis, peaks, folder)``
+        may add files (a piano roll) to the folder before it appears.
         """
         path = Path(path)
         target = Path(out_dir) / path.stem
@@ -290,6 +296,8 @@ class Separator:
             analysis, peaks, shots = self._prepare(clip.samples, user)
             self._write_stems(clip.samples, clip.source_rate, clip.n_source_samples, analysis, peaks, shots, tmp)
             write_midi(self._onsets(analysis, peaks), tmp / f"{path.stem}.mid", style=self.config.midi)
+            if extra is not None:
+                extra(analysis, peaks, tmp)
             replace_dir(tmp, target)
         except OSError as e:
             raise OutputError(f"{target}: cannot write outputs ({e.strerror or e})") from None
