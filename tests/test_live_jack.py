@@ -181,6 +181,8 @@ def _save_latencies(path: Path, expected, notes, total: int, latency: int, lat_m
         "expected_hits": len(expected),
         "notes_received": len(notes),
         "missed": len(missed),
+        "on_time_window_ms": round((PERIOD + int(0.020 * RATE)) / RATE * 1000, 3),
+        "late": int(sum(abs(v - total / RATE * 1000) > (PERIOD + int(0.020 * RATE)) / RATE * 1000 for v in lat_ms)),
         "latencies_ms": [round(float(v), 4) for v in lat_ms],
         "machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
                     "platform": platform.platform()},

@@ -100,8 +100,9 @@ def test_figure_draws_the_rolls_numbers(rng: np.random.Generator, tmp_path: Path
 
 
 def test_offline_roll_is_the_separations_own_numbers(loop_wav: Path, tmp_path: Path) -> None:
-    from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
+
+    from idm.models import resolve_bundle
 
     sep = OfflineSeparator(resolve_bundle("live"), OfflineConfig(mode="none"))
     result = sep.separate_file(loop_wav, tmp_path / "out")
