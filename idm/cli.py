@@ -416,9 +416,10 @@ from idm.train.cli import train as _train_command  # noqa: E402
 
 app.command(name="train")(_train_command)
 
-from idm.eval.cli import eval_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
+from idm.eval.cli import eval_command, plot_scores_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
 
 app.command("eval")(eval_command)
+app.command("plot-scores")(plot_scores_command)
 
 
 def main() -> None:
