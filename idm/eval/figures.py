@@ -258,8 +258,8 @@ def _bars(ax: Any, x: np.ndarray, width: float, scores: list[Score], **kw: Any) 
     bars = ax.bar(x, vals, width, **kw)
     have = [i for i, s in enumerate(scores) if s.lo is not None and s.value is not None]
     if have:
-        lo = np.array([vals[i] - scores[i].lo for i in have])  # type: ignore[operator]
-        hi = np.array([scores[i].hi - vals[i] for i in have])  # type: ignore[operator]
+        lo = np.array([vals[i] - scores[i].lo for i in have])
+        hi = np.array([scores[i].hi - vals[i] for i in have])
         ax.errorbar(x[have], vals[have], yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.9, capsize=2.5,
                     label="_errorbars")  # fmt: skip
     return bars
