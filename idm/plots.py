@@ -1,4 +1,5 @@
-"""Figures of one separation: a piano roll (waveform, onset probabilities with the picker's thresholds, hits).
+"""Figures: a separation's piano roll (waveform, onset probabilities with the picker's thresholds, hits) and
+the histogram of per-note latencies measured through JACK.
 
 Torch-free. matplotlib is optional (``pip install 'inverse-drum-machine[plot]'``) and imported only when a
 figure is drawn, never when this module is imported. Data and drawing are separate steps:
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
 __all__ = [
     "PianoRoll",
     "checkpoint_piano_roll",
+    "latency_histogram",
+    "latency_stats",
     "load_matplotlib",
     "offline_piano_roll",
     "piano_roll_data",
     "piano_roll_figure",
+    "pool_latency_records",
     "save_png",
     "waveform_envelope",
     "write_piano_roll",
@@ -228,3 +232,75 @@ def checkpoint_piano_roll(sep: Any, input_path: str | Path, analysis: Any, peaks
     return piano_roll_data(title, waveform_envelope(path), analysis.onset_probs, analysis.frame_rate, ks[order],
                            js[order], pk.deltas(CLASSES), np.full(len(CLASSES), pk.threshold), pk.pre_avg,
                            pk.post_avg)  # fmt: skip
+
+
+# ---- latency histogram (the JACK end-to-end test's per-note latencies) --------------------------------------------
+
+LATENCY_SIZE = (1200, 650)
+
+
+def latency_stats(latencies_ms: list[float] | np.ndarray) -> dict[str, float]:
+    """Count, median, 95th percentile (linear interpolation), min and max of per-note latencies in ms."""
+    x = np.asarray(latencies_ms, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no latencies")
+    return {"n": float(x.size), "median": float(np.median(x)), "p95": float(np.percentile(x, 95)),
+            "min": float(x.min()), "max": float(x.max())}  # fmt: skip
+
+
+def pool_latency_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' records of one configuration as one: latencies pooled, hit counts summed, loads listed."""
+    if not records:
+        raise ValueError("no latency records")
+    first = records[0]
+    for r in records[1:]:
+        for key in ("model", "sample_rate", "period", "reported_latency_samples"):
+            if r[key] != first[key]:
+                raise ValueError(f"latency records differ in {key}: {first[key]!r} vs {r[key]!r}")
+    out = dict(first)
+    out["runs"] = len(records)
+    out["latencies_ms"] = [v for r in records for v in r["latencies_ms"]]
+    for key in ("expected_hits", "notes_received", "missed", "late"):
+        out[key] = sum(int(r[key]) for r in records) if all(key in r for r in records) else None
+    out["date_utc"] = ", ".join(dict.fromkeys(str(r.get("date_utc", ""))[:10] for r in records))
+    loads = [r.get("machine", {}).get("load_avg_1min") for r in records]
+    out["machine"] = dict(first.get("machine", {}), load_avg_1min=", ".join(f"{v:g}" for v in loads if v is not None))
+    return out
+
+
+def latency_histogram(record: dict[str, Any], size: tuple[int, int] = LATENCY_SIZE) -> Figure:
+    """Histogram (1 ms bins) of a JACK latency record (``tests/test_live_jack.py``, ``IDM_JACK_LATENCIES``).
+
+    Vertical lines: the latency idm-live reported, the measured median and p95. The histogram's bars carry
+    ``gid`` ``latency`` so tests can read the counts.
+    """
+    plt = load_matplotlib("the latency histogram")
+    lat = np.asarray(record["latencies_ms"], dtype=np.float64)
+    st = latency_stats(lat)
+    rate = float(record["sample_rate"])
+    reported = record["reported_latency_samples"] / rate * 1000
+    fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    lo, hi = np.floor(min(lat.min(), reported)) - 1, np.ceil(max(lat.max(), reported)) + 2
+    _counts, _edges, patches = ax.hist(lat, bins=np.arange(lo, hi + 1.0, 1.0), color="C0", edgecolor="white")
+    for p in patches:
+        p.set_gid("latency")
+    for x, style, label in ((reported, "-", f"reported by idm-live {reported:.1f} ms"),
+                            (st["median"], "--", f"median {st['median']:.1f} ms"),
+                            (st["p95"], ":", f"p95 {st['p95']:.1f} ms")):  # fmt: skip
+        ax.axvline(x, color="black" if style == "-" else "crimson", linestyle=style, linewidth=1.2, label=label)
+    ax.set_xlabel("latency: hit leaves the player's JACK port -> its MIDI note arrives (ms)")
+    ax.set_ylabel("notes")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    m = record.get("machine", {})
+    runs = int(record.get("runs", 1))
+    ax.set_title(f"idm-live through JACK: {int(st['n'])} notes in {runs} run{'s' if runs > 1 else ''}, "
+                 f"{record['model']}\n"
+                 f"period {record['period']} frames at {rate / 1000:g} kHz; {record.get('missed', 0)} of "
+                 f"{record.get('expected_hits', '?')} hits without a note; {m.get('cpus', '?')} CPUs, load average "
+                 f"{m.get('load_avg_1min', '?')}; {record.get('date_utc', '')}", fontsize=10)  # fmt: skip
+    ax.legend(fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.1)
+    return fig

@@ -150,3 +150,44 @@ def test_importing_plots_and_runtime_loads_no_matplotlib() -> None:
     code = "import sys, idm.plots, idm.runtime, idm.eval.figures; assert 'matplotlib' not in sys.modules, 'mpl'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
+
+
+def _record(lat: list[float], **kw) -> dict:
+    rec = {"model": "m", "sample_rate": 44100, "period": 256, "reported_latency_samples": 441, "expected_hits": 5,
+           "notes_received": 5, "missed": 1, "late": 0, "latencies_ms": lat, "date_utc": "2026-12-01T00:00:00Z",
+           "machine": {"cpus": 2, "load_avg_1min": 1.5}}  # fmt: skip
+    return rec | kw
+
+
+def test_latency_numbers_pooling_and_histogram(tmp_path: Path) -> None:
+    from idm.plots import LATENCY_SIZE, latency_histogram, latency_stats, pool_latency_records, save_png
+
+    st = latency_stats(np.arange(1.0, 101.0))
+    assert st["median"] == 50.5 and st["p95"] == pytest.approx(95.05) and st["n"] == 100
+    a, b = _record([9.5, 10.2, 10.4]), _record([11.9, 30.0], missed=0, machine={"cpus": 2, "load_avg_1min": 7.0})
+    pooled = pool_latency_records([a, b])
+    assert pooled["latencies_ms"] == [9.5, 10.2, 10.4, 11.9, 30.0] and pooled["runs"] == 2
+    assert pooled["missed"] == 1 and pooled["expected_hits"] == 10 and pooled["machine"]["load_avg_1min"] == "1.5, 7"
+    with pytest.raises(ValueError, match="reported_latency_samples"):
+        pool_latency_records([a, _record([1.0], reported_latency_samples=442)])
+    fig = latency_histogram(pooled)
+    bars = [p for p in fig.axes[0].patches if p.get_gid() == "latency"]
+    assert sum(p.get_height() for p in bars) == 5
+    tallest = max(bars, key=lambda p: p.get_height())
+    assert tallest.get_height() == 2 and tallest.get_x() <= 10.2 < tallest.get_x() + tallest.get_width()
+    lines = {ln.get_label().split(" ")[0]: ln.get_xdata()[0] for ln in fig.axes[0].get_lines()}
+    assert lines["median"] == pytest.approx(10.4) and lines["reported"] == pytest.approx(10.0)
+    assert png_size(save_png(fig, tmp_path / "lat.png")) == LATENCY_SIZE
+
+
+def test_plot_latency_script(tmp_path: Path) -> None:
+    import json
+
+    rec = tmp_path / "jack_latency.json"
+    rec.write_text(json.dumps(_record([10.0, 11.0, 12.0, 40.0])))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "plot_latency.py"
+    res = subprocess.run([sys.executable, str(script), str(rec), "--out", str(tmp_path / "h.png")],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "4 notes, median 11.5 ms, p95 35.8 ms" in res.stdout
+    assert png_size(tmp_path / "h.png")[0] > 0
