@@ -172,3 +172,23 @@ def test_plot_scores_command(rng: np.random.Generator, tmp_path: Path) -> None:
     assert png_size(tmp_path / "f" / "eval-classes.png") == CLASSES_SIZE
     res = runner.invoke(app, ["plot-scores", str(tmp_path / "missing.json")])
     assert res.exit_code == 1 and res.output.strip().startswith("error: ") and len(res.output.strip().splitlines()) == 1
+
+
+def test_mixed_inputs_say_which_systems_have_error_bars(rng: np.random.Generator, tmp_path: Path) -> None:
+    from idm.eval.figures import caption
+
+    a, b = fake_results(rng), fake_results(rng)
+    for r in b["clips"]:
+        r["system"] = {"good": "good2", "bad": "bad2"}[r["system"]]
+    b["systems"] = [{"name": "good2", "spec": "g", "kind": "checkpoint"}, {"name": "bad2", "spec": "b",
+                    "kind": "checkpoint"}]  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    write_markdown(b, summarize(b), tmp_path / "b.md")
+    data = load_scores([tmp_path / "a.json", tmp_path / "b.md"], n_boot=300)
+    text = caption(data)
+    assert "300 resamples) for good, bad (per-clip results.json); none for good2, bad2" in text
+    res = runner.invoke(app, ["plot-scores", str(tmp_path / "a.json"), str(tmp_path / "b.md"), "--out",
+                              str(tmp_path / "f"), "--resamples", "300"])  # fmt: skip
+    assert res.exit_code == 0 and "error bars for 2 of 4 systems" in res.output, res.output
+    only_md = load_scores([tmp_path / "b.md"])
+    assert caption(only_md).startswith("No error bars")

@@ -163,5 +163,10 @@ def plot_scores_command(
     except IDMError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
-    bars = "bootstrap 95 % error bars" if data.has_intervals else "no error bars (no per-clip scores in the inputs)"
+    with_ci = {x.system for x in data.scores if any(s.lo is not None for s in x.headline.values())}
+    n = len({x.system for x in data.scores})
+    if not with_ci:
+        bars = "no error bars (no per-clip scores in the inputs)"
+    else:
+        bars = "bootstrap 95 % error bars" + (f" for {len(with_ci)} of {n} systems" if len(with_ci) < n else "")
     typer.echo(f"wrote {paths[0]} and {paths[1]} ({len(data.scores)} system x set scores, {bars})")

@@ -28,6 +28,7 @@ __all__ = [
     "Score",
     "SystemScores",
     "bootstrap_macro",
+    "caption",
     "classes_figure",
     "load_scores",
     "scores_from_json",
@@ -77,6 +78,7 @@ class ScoreSet:
     sets: dict[str, str]
     sources: list[str] = field(default_factory=list)
     onset_clips: dict[str, dict[str, int]] = field(default_factory=dict)  #: set -> class -> clips with its onsets
+    resamples: int = 0  #: bootstrap resamples behind the intervals (0: none)
 
     @property
     def has_intervals(self) -> bool:
@@ -156,7 +158,7 @@ def scores_from_json(results: dict[str, Any], source: str = "", n_boot: int = 20
         first = rows[0]["system"] if rows else None
         counts[set_name] = {c: sum(r["classes"][c]["n_ref_onsets"] > 0 for r in rows if r["system"] == first)
                             for c in CLASSES}  # fmt: skip
-    return ScoreSet(out, {k: _set_desc(v) for k, v in results["sets"].items()}, [source], counts)
+    return ScoreSet(out, {k: _set_desc(v) for k, v in results["sets"].items()}, [source], counts, n_boot)
 
 
 # ---- numbers from the markdown report --------------------------------------------------------------------------
@@ -245,6 +247,7 @@ def load_scores(paths: list[Path], n_boot: int = 2000, seed: int = 0) -> ScoreSe
         merged.sources += part.sources
         for name, c in part.onset_clips.items():
             merged.onset_clips.setdefault(name, c)
+        merged.resamples = max(merged.resamples, part.resamples)
     if merged is None or not merged.scores:
         raise IDMError("no scores to plot")
     return merged
@@ -265,10 +268,19 @@ def _bars(ax: Any, x: np.ndarray, width: float, scores: list[Score], **kw: Any) 
     return bars
 
 
-def _caption(data: ScoreSet) -> str:
+def caption(data: ScoreSet) -> str:
+    """The figures' footnote: where the error bars come from (or why there are none), the oracle's dagger, the sets."""
     sets = "; ".join(f"{name}: {desc}" for name, desc in data.sets.items())
-    if data.has_intervals:
-        bars = "Error bars: bootstrap 95 % intervals over clips (2000 resamples)."
+    with_ci = list(dict.fromkeys(x.system for x in data.scores if any(s.lo is not None for s in x.headline.values())))
+    without = [n for n in dict.fromkeys(x.system for x in data.scores) if n not in with_ci]
+    if with_ci and not without:
+        bars = f"Error bars: bootstrap 95 % intervals over clips ({data.resamples} resamples)."
+    elif with_ci:
+        bars = (
+            f"Error bars (bootstrap 95 % intervals over clips, {data.resamples} resamples) for "
+            f"{', '.join(with_ci)} (per-clip results.json); none for {', '.join(without)} (results.md: no "
+            "per-clip scores)."
+        )
     else:
         bars = "No error bars: these inputs hold no per-clip scores (results.md); idm eval's results.json has them."
     return f"{bars} † oracle: true onsets (F = 1 by construction). Sets: {sets}"
@@ -315,7 +327,7 @@ def summary_figure(data: ScoreSet, title: str, size: tuple[int, int] = SUMMARY_S
             ax.set_ylim(0, 1.12)
     axes[0].legend(title="set", fontsize=8)
     fig.suptitle(title, fontsize=12)
-    fig.text(0.01, 0.01, _wrap(_caption(data), 230), fontsize=7.5, va="bottom")
+    fig.text(0.01, 0.01, _wrap(caption(data), 230), fontsize=7.5, va="bottom")
     fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.2, wspace=0.18)
     return fig
 
@@ -356,7 +368,7 @@ def classes_figure(data: ScoreSet, title: str, size: tuple[int, int] = CLASSES_S
         ax.axvline(len(CLASSES) - 0.5, color="0.5", linewidth=0.8)
     axes[0, 0].legend(fontsize=8, ncol=len(systems), loc="upper center")
     fig.suptitle(title, fontsize=12)
-    fig.text(0.01, 0.01, _wrap(_caption(data), 230), fontsize=7.5, va="bottom")
+    fig.text(0.01, 0.01, _wrap(caption(data), 230), fontsize=7.5, va="bottom")
     fig.subplots_adjust(left=0.05, right=0.99, top=0.9, bottom=0.12, hspace=0.35)
     return fig
 
