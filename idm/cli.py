@@ -304,11 +304,12 @@ def _torch_runner(
     def run_and_plot(path: Path, out: Path, force: bool) -> Path:
         from idm.plots import checkpoint_piano_roll, write_piano_roll
 
-        def roll(analysis: Any, peaks: Any, folder: Path) -> None:
+        def draw(analysis: Any, peaks: Any, folder: Path) -> None:
             label = model or "live"
-            write_piano_roll(checkpoint_piano_roll(sep, path, analysis, peaks, label), folder / f"{path.stem}.png")
+            roll = checkpoint_piano_roll(sep, path, analysis, peaks, label, None if onsets is None else str(onsets))
+            write_piano_roll(roll, folder / f"{path.stem}.png")
 
-        return sep.separate_file(path, out, onsets=onsets, force=force, extra=roll)
+        return sep.separate_file(path, out, onsets=onsets, force=force, extra=draw)
 
     return run_and_plot
 

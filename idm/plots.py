@@ -222,13 +222,20 @@ def offline_piano_roll(sep: Any, input_path: str | Path, result: Any, model: str
                            pp.pre_avg, pp.post_avg, tuple(sep.class_names))  # fmt: skip
 
 
-def checkpoint_piano_roll(sep: Any, input_path: str | Path, analysis: Any, peaks: np.ndarray, model: str) -> PianoRoll:
-    """The piano roll of a torch :class:`~idm.separate.Separator` run: its ``Analysis`` and boolean peaks ``[K, F]``."""
+def checkpoint_piano_roll(
+    sep: Any, input_path: str | Path, analysis: Any, peaks: np.ndarray, model: str, hits_from: str | None = None
+) -> PianoRoll:
+    """The piano roll of a torch :class:`~idm.separate.Separator` run: its ``Analysis`` and boolean peaks ``[K, F]``.
+
+    ``hits_from`` names a MIDI file whose hits replaced the picker's (``--onsets``); the title says so.
+    """
     pk = sep.config.peaks or sep.model.config.peaks
     ks, js = np.nonzero(peaks)
     order = np.lexsort((ks, js))
     path = Path(input_path)
     title = f"{path.name}: model {model} ({sep.model.config.name}), {ks.size} hits"
+    if hits_from is not None:
+        title += f" from {Path(hits_from).name} (given, not picked)"
     return piano_roll_data(title, waveform_envelope(path), analysis.onset_probs, analysis.frame_rate, ks[order],
                            js[order], pk.deltas(CLASSES), np.full(len(CLASSES), pk.threshold), pk.pre_avg,
                            pk.post_avg)  # fmt: skip

@@ -191,3 +191,27 @@ def test_plot_latency_script(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "4 notes, median 11.5 ms, p95 35.8 ms" in res.stdout
     assert png_size(tmp_path / "h.png")[0] > 0
+
+
+def test_checkpoint_roll_draws_the_separations_analysis_and_given_hits(loop_wav: Path, tiny_ckpt: Path,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    from idm.midi import Onset, write_midi
+    from idm.plots import checkpoint_piano_roll
+    from idm.separate import Separator, SeparatorConfig
+
+    given = [Onset("kick", 0.5, 100), Onset("snare", 1.0, 90), Onset("kick", 2.0, 80)]
+    mid = tmp_path / "hits.mid"
+    write_midi(given, mid)
+    sep = Separator.from_checkpoint(tiny_ckpt, SeparatorConfig(mode="synth"))
+    seen: dict = {}
+
+    def keep(analysis, peaks, folder: Path) -> None:
+        seen["roll"] = checkpoint_piano_roll(sep, loop_wav, analysis, peaks, "tiny", str(mid))
+        seen["probs"] = analysis.onset_probs
+
+    sep.separate_file(loop_wav, tmp_path / "o", onsets=mid, extra=keep)
+    roll = seen["roll"]
+    assert np.array_equal(roll.onset_probs, seen["probs"].astype(np.float32))
+    assert [roll.classes[k] for k in roll.hit_class] == ["kick", "snare", "kick"]
+    assert np.allclose(roll.hit_time, [0.5, 1.0, 2.0], atol=0.5 / sep.frame_rate)
+    assert "3 hits from hits.mid (given, not picked)" in roll.title
