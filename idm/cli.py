@@ -186,6 +186,13 @@ def separate(
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, no result lines.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            help="Also write OUT/<name>/<name>.png: waveform, onset probabilities per drum with the picker's "
+            "thresholds, and the picked hits (needs matplotlib: the plot extra)."
+        ),
+    ] = False,
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
 
@@ -199,7 +206,7 @@ def separate(
         spec, inputs = _separate_spec(inputs, out, model, bundle, backend, config, mode, stems, alpha, onsets,
                                       device, seed, threads, chunk_seconds, delta, note_length, midi_channel,
                                       note_map, midi_tempo, events, save_activations, sonify, sonify_kit, format,
-                                      jobs)  # fmt: skip
+                                      jobs, plot)  # fmt: skip
         inputs = expand_inputs(inputs)
         _check_names(inputs, out, onsets)
         from idm.runners import build_runner
@@ -268,6 +275,7 @@ def _separate_spec(
     sonify_kit: str,
     format: str,
     jobs: int,
+    plot: bool = False,
 ) -> tuple[Any, list[Path]]:
     """Check the options of ``idm separate`` and turn them into a :class:`~idm.runners.RunnerSpec`."""
     from idm.classes import parse_class_values
@@ -309,7 +317,11 @@ def _separate_spec(
         ref = str(ckpt)
     spec = RunnerSpec(backend=which, ref=ref, config=config, mode=mode.value, stems=stems, alpha=alpha,
                       device=device.value, seed=seed, threads=threads, chunk_seconds=chunk_seconds, onsets=onsets,
-                      delta=sensitivity, style=style, audio=fmt, extras=extras)  # fmt: skip
+                      delta=sensitivity, style=style, audio=fmt, extras=extras, plot=plot)  # fmt: skip
+    if plot:
+        from idm.torchcheck import require
+
+        require("matplotlib", "--plot", "plot")
     return spec, inputs
 
 
@@ -419,9 +431,10 @@ from idm.train.cli import train as _train_command  # noqa: E402
 
 app.command(name="train")(_train_command)
 
-from idm.eval.cli import eval_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
+from idm.eval.cli import eval_command, plot_scores_command  # noqa: E402 -- ``idm eval``, kept at the end for easy merges
 
 app.command("eval")(eval_command)
+app.command("plot-scores")(plot_scores_command)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from idm.classes import CLASSES
 
-__all__ = ["PeakPicking", "peak_pick"]
+__all__ = ["PeakPicking", "local_mean", "peak_pick"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ def _window_stat(x: np.ndarray, pre: int, post: int, how: str) -> np.ndarray:
         return win.max(axis=-1)
     counts = np.minimum(np.arange(t) + post, t) - np.maximum(np.arange(t) - pre, 0)
     return win.sum(axis=-1) / counts
+
+
+def local_mean(x: np.ndarray, pre: int, post: int) -> np.ndarray:
+    """Mean of ``x[..., n-pre : n+post]`` for every ``n`` (windows truncated at the edges): the picker's baseline."""
+    return _window_stat(np.asarray(x), pre, post, "mean")
 
 
 def peak_pick(probs: np.ndarray, params: PeakPicking | None = None, classes: tuple[str, ...] = CLASSES) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from idm.errors import IDMError
 from idm.midi import MidiStyle
@@ -43,6 +44,7 @@ class RunnerSpec:
     style: MidiStyle = field(default_factory=MidiStyle)
     audio: AudioFormat = DEFAULT_FORMAT
     extras: ExtraOutputs = field(default_factory=ExtraOutputs)
+    plot: bool = False  #: also write a piano roll ``<name>.png`` into each output folder
 
 
 def build_runner(spec: RunnerSpec) -> RunFile:
@@ -59,8 +61,15 @@ def _onnx(spec: RunnerSpec) -> RunFile:
                         extension=spec.audio.extension, extras=spec.extras)  # fmt: skip
     sep = OfflineSeparator(resolve_bundle(spec.ref or "live"), cfg)
 
+    label = spec.ref or "live"
+
     def run(path: Path, out: Path, force: bool, progress: Progress | None) -> Path:
-        return sep.separate_file(path, out, force=force, progress=progress).folder
+        result = sep.separate_file(path, out, force=force, progress=progress)
+        if spec.plot:
+            from idm.plots import offline_piano_roll, write_piano_roll
+
+            write_piano_roll(offline_piano_roll(sep, path, result, label), result.folder / f"{path.stem}.png")
+        return result.folder
 
     return run
 
@@ -94,7 +103,14 @@ def _torch(spec: RunnerSpec) -> RunFile:
             replace(own, class_delta={**own.class_delta, **delta}))  # fmt: skip
     onsets = spec.onsets
 
+    def draw(analysis: Any, peaks: Any, folder: Path, path: Path) -> None:
+        from idm.plots import checkpoint_piano_roll, write_piano_roll
+
+        roll = checkpoint_piano_roll(sep, path, analysis, peaks, str(spec.ref), None if onsets is None else str(onsets))
+        write_piano_roll(roll, folder / f"{path.stem}.png")
+
     def run(path: Path, out: Path, force: bool, progress: Progress | None) -> Path:
-        return sep.separate_file(path, out, onsets=onsets, force=force, progress=progress)
+        extra = None if not spec.plot else (lambda a, p, f: draw(a, p, f, path))
+        return sep.separate_file(path, out, onsets=onsets, force=force, progress=progress, extra=extra)
 
     return run

@@ -293,12 +293,14 @@ class Separator:
         onsets: str | Path | None = None,
         force: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
+        extra: Callable[[Analysis, np.ndarray, Path], None] | None = None,
     ) -> Path:
         """Write ``out_dir/<name>/<stem>.wav`` and ``<name>.mid``; returns the folder.
 
         Stems are streamed to disk chunk by chunk at the input's sample rate. The folder appears only
         when complete; an existing one is replaced only with ``force``. The optional files of
-        ``config.extras`` go beside the MIDI file; ``progress(stage, done, total)`` follows analysis and rendering.
+        ``config.extras`` go beside the MIDI file; ``progress(stage, done, total)`` follows analysis and rendering;
+        ``extra(analysis, peaks, folder)`` may add files (a piano roll) to the folder before it appears.
         """
         path = Path(path)
         target = Path(out_dir) / path.stem
@@ -326,6 +328,8 @@ class Separator:
             write_midi(found, midi, style=self.config.midi)
             self.extras.write(tmp / path.stem, found, self.config.midi, clip.n_source_samples, clip.source_rate,
                               lambda: self.activations(analysis), path.name)  # fmt: skip
+            if extra is not None:
+                extra(analysis, peaks, tmp)
             replace_dir(tmp, target)
         except OSError as e:
             raise OutputError(f"{target}: cannot write outputs ({e.strerror or e})") from None

@@ -237,9 +237,10 @@ def test_eval_end_to_end(eval_data: dict[str, Path], tiny_ckpt: Path, tmp_path: 
                       f"tiny-stream=stream:{bundle}", f"tiny-export=stream:{tiny_ckpt}")  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    for name in ("results.json", "results.md", "summary.png"):
+    for name in ("results.json", "results.md", "summary.png", "classes.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "classes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = json.loads((out / "results.json").read_text())
     assert r["sets"]["seen"]["clips"] == 2 and r["sets"]["unseen"]["clips"] == 2  # the 1 s and train files are out
     assert r["sets"]["seen"]["kits"] == ["kitA", "kitB"] and r["sets"]["unseen"]["kits"] == ["kitU"]
@@ -275,6 +276,17 @@ def test_eval_end_to_end(eval_data: dict[str, Path], tiny_ckpt: Path, tmp_path: 
             assert f"| {system} | {set_name} | 2 |" in md
     assert "| ceiling | seen | 2 | 1.000† | 1.000† |" in md
     assert "## Onset F (50 ms) per class" in md and "## Masked SDR per group (dB)" in md
+
+    # the figures' numbers (from the per-clip results.json, with intervals) are the report's
+    from idm.eval.figures import load_scores
+
+    fig_json, fig_md = load_scores([out / "results.json"], 200), load_scores([out / "results.md"])
+    assert fig_json.has_intervals and not fig_md.has_intervals
+    for a, b in zip(fig_json.scores, fig_md.scores, strict=True):
+        assert (a.system, a.set) == (b.system, b.set)
+        for key, v in a.headline.items():
+            assert (v.value is None) == (b.headline[key].value is None)
+            assert v.value is None or v.value == pytest.approx(b.headline[key].value, abs=5e-3)
 
     again = runner.invoke(app, args)  # never overwrites without --force
     assert again.exit_code == 1 and "--force" in again.output

@@ -163,6 +163,33 @@ def loop_onsets(seconds: float, sr: int = RATE) -> list[tuple[str, int]]:
     return sorted(((cls, start) for start, cls, _ in demo_loop_hits(seconds, sr)), key=lambda e: e[1])
 
 
+def _save_latencies(path: Path, expected, notes, total: int, latency: int, lat_ms: list[float], missed) -> None:
+    """The per-note latencies of one end-to-end run, as JSON, with what is needed to read them."""
+    import json
+    import platform
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "what": "idm-live end to end through a JACK server (dummy backend): per-note latency = JACK frame of the "
+        "MIDI note - JACK frame at which its hit left the player's audio port (tests/test_live_jack.py)",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": "official checkpoint, exported bundle (non-causal, 331 ms look-ahead)",
+        "sample_rate": RATE,
+        "period": PERIOD,
+        "reported_latency_samples": total,
+        "processor_latency_samples": latency,
+        "expected_hits": len(expected),
+        "notes_received": len(notes),
+        "missed": len(missed),
+        "on_time_window_ms": round((PERIOD + int(0.020 * RATE)) / RATE * 1000, 3),
+        "late": int(sum(abs(v - total / RATE * 1000) > (PERIOD + int(0.020 * RATE)) / RATE * 1000 for v in lat_ms)),
+        "latencies_ms": [round(float(v), 4) for v in lat_ms],
+        "machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
+                    "platform": platform.platform()},
+    }  # fmt: skip
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
 def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
     t_end = time.monotonic() + timeout
     while time.monotonic() < t_end:
@@ -295,6 +322,8 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
         f"min {lat.min():.2f}, max {lat.max():.2f} ms (period {PERIOD / RATE * 1000:.2f} ms)"
     )
     print(report)
+    if os.environ.get("IDM_JACK_LATENCIES"):  # benchmarks/plot_latency.py draws the histogram from this file
+        _save_latencies(Path(os.environ["IDM_JACK_LATENCIES"]), expected, notes, total, latency, lat_ms, missed)
     assert not missed, f"hits without a note: {missed}; {report}"
     # a busy machine may delay the odd note (the scheduler is a Python thread); most must be on time
     assert late <= len(expected) // 7, report

@@ -12,7 +12,7 @@ import typer
 
 from idm.errors import IDMError
 
-__all__ = ["eval_command"]
+__all__ = ["eval_command", "plot_scores_command"]
 
 
 class SetChoice(str, Enum):
@@ -135,3 +135,38 @@ def eval_command(
         typer.echo(f"{s['system']:>12} {s['set']:>6}: F50 (groups) {f50}, masked SDR (groups) {sdr}, "
                    f"{s['seconds_per_clip']:.2f} s/clip")  # fmt: skip
     typer.echo(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'summary.png'}")
+
+
+def plot_scores_command(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="results.json (per-clip scores: the figures get bootstrap 95 % error bars) or results.md files "
+            "written by idm eval; several are merged when they were measured on the same sets."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the figures.")] = Path("."),
+    prefix: Annotated[str, typer.Option(help="File names: PREFIXsummary.png and PREFIXclasses.png.")] = "eval-",
+    title: Annotated[str | None, typer.Option(help="Figure title (default: the sets' clip counts).")] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the clips (results.json inputs).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Draw idm eval results: every system in one figure (with error bars from per-clip scores) and F per class."""
+    from idm.eval.figures import load_scores, write_figures
+
+    try:
+        if resamples < 100:
+            raise IDMError(f"--resamples must be at least 100, got {resamples}")
+        data = load_scores(results, resamples, seed)
+        clips = ", ".join(f"{d.split(' ')[0]} {name}" for name, d in data.sets.items())
+        paths = write_figures(data, out, title or f"idm eval: {clips} clips", prefix)
+    except IDMError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    with_ci = {x.system for x in data.scores if any(s.lo is not None for s in x.headline.values())}
+    n = len({x.system for x in data.scores})
+    if not with_ci:
+        bars = "no error bars (no per-clip scores in the inputs)"
+    else:
+        bars = "bootstrap 95 % error bars" + (f" for {len(with_ci)} of {n} systems" if len(with_ci) < n else "")
+    typer.echo(f"wrote {paths[0]} and {paths[1]} ({len(data.scores)} system x set scores, {bars})")

@@ -1,6 +1,7 @@
-"""Aggregate per-clip scores (means over clips, macro means over classes and groups) into markdown and a plot.
+"""Aggregate per-clip scores (means over clips, macro means over classes and groups) into markdown tables.
 
-Every (system, set) is summarised pooled over its clips and, in ``kits``, per kit of the set.
+Every (system, set) is summarised pooled over its clips and, in ``kits``, per kit of the set. Figures are
+drawn by :mod:`idm.eval.figures`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from idm.classes import CLASSES, GROUPS
 
-__all__ = ["summarize", "write_markdown", "write_plot"]
+__all__ = ["summarize", "write_markdown"]
 
 _STEM_METRICS = ("sdr", "si_sdr", "lsd")
 
@@ -195,39 +196,3 @@ def write_markdown(results: dict[str, Any], summary: list[dict[str, Any]], path:
                 for name, s in first.items()]  # fmt: skip
         lines += _table(["set", "clips", *names], rows)
     Path(path).write_text("\n".join(lines), encoding="utf-8")
-
-
-def write_plot(summary: list[dict[str, Any]], path: str | Path) -> None:
-    """Bar plot: systems x groups (+ mean) for masked SDR and onset F (50 ms), one column per set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sets = list(dict.fromkeys(s["set"] for s in summary))
-    systems = list(dict.fromkeys(s["system"] for s in summary))
-    panels = (("masked SDR (dB)", lambda a: (a["masked"] or {}).get("sdr"), "masked_sdr_groups"),
-              ("onset F (50 ms)", lambda a: a["f50"], "f50_groups"))  # fmt: skip
-    labels = [*GROUPS, "mean"]
-    fig, axes = plt.subplots(len(panels), len(sets), figsize=(6.5 * len(sets), 7.0), squeeze=False)
-    width = 0.8 / max(1, len(systems))
-    x = np.arange(len(labels))
-    for j, set_name in enumerate(sets):
-        for i, (title, get, macro_key) in enumerate(panels):
-            ax = axes[i][j]
-            for k, sys_name in enumerate(systems):
-                found = [s for s in summary if s["system"] == sys_name and s["set"] == set_name]
-                if not found:
-                    continue
-                s = found[0]
-                vals = [get(s["groups"][g]) for g in GROUPS] + [s["macro"][macro_key]]
-                ax.bar(x + (k - (len(systems) - 1) / 2) * width, [np.nan if v is None else v for v in vals], width,
-                       label=sys_name)  # fmt: skip
-            ax.set_xticks(x, labels)
-            ax.set_title(f"{title}, {set_name}")
-            ax.axhline(0.0, color="black", linewidth=0.6)
-            ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(str(path), dpi=110)
-    plt.close(fig)

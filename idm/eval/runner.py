@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from idm.errors import IDMError, OutputError
-from idm.eval.report import summarize, write_markdown, write_plot
+from idm.eval.report import summarize, write_markdown
 from idm.eval.score import score_clip
 from idm.eval.sets import SETS, build_sets, render_clip
 from idm.eval.systems import PACES, System, make_system
@@ -20,7 +20,7 @@ from idm.eval.systems import PACES, System, make_system
 __all__ = ["OUTPUTS", "EvalConfig", "run_eval"]
 
 #: Files ``idm eval`` writes into its output folder.
-OUTPUTS: tuple[str, ...] = ("results.json", "results.md", "summary.png")
+OUTPUTS: tuple[str, ...] = ("results.json", "results.md", "summary.png", "classes.png")
 
 
 @dataclass
@@ -169,7 +169,10 @@ def run_eval(cfg: EvalConfig, progress: Any = None) -> dict[str, Any]:
         with open(cfg.out / "results.json", "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1, allow_nan=False)
         write_markdown(results, summary, cfg.out / "results.md")
-        write_plot(summary, cfg.out / "summary.png")
+        from idm.eval.figures import scores_from_json, write_figures
+
+        label = ", ".join(f"{v['clips']} {k}" for k, v in results["sets"].items())
+        write_figures(scores_from_json(results), cfg.out, f"idm eval: {label} clips of {cfg.clip_seconds:g} s")
     except OSError as e:
         raise OutputError(f"{cfg.out}: cannot write the results ({e.strerror or e})") from None
     return results
