@@ -78,7 +78,7 @@ def wav_with_rate(path: Path, rate: int, seconds: float = 1.0) -> Path:
     raw = bytearray(path.read_bytes())
     fmt = raw.index(b"fmt ")
     struct.pack_into("<I", raw, fmt + 12, rate)  # sample rate
-    struct.pack_into("<I", raw, fmt + 16, rate * 4)  # byte rate
+    struct.pack_into("<I", raw, fmt + 16, min(rate * 4, 2**32 - 1))  # byte rate (saturated, as a hostile header may be)
     path.write_bytes(bytes(raw))
     return path
 
