@@ -56,6 +56,7 @@ def export(
         Path | None,
         typer.Option("--check", help="Validate this bundle folder (or shipped name: live, paper) and exit."),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No spinner while checking or exporting.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print versions and exit.")
@@ -63,7 +64,7 @@ def export(
 ) -> None:
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, quiet=quiet)  # the spinner: stderr, only on a terminal (rich), never with -q
     try:
         if check is not None:
             from idm.export.check import check_bundle

@@ -29,7 +29,9 @@ Inputs (--input):
 \b
 Outputs: MIDI notes (GM drums, channel 10) on a virtual port "IDM Drums" (or --midi-port NAME for an
 existing one, e.g. loopMIDI on Windows; --midi-api jack to use JACK); a MIDI file (--midi-file); stems
-(--stems-out); stems on the output channels (--monitor kick,snare@2,input@1).
+(--stems-out, --format float|wav16|wav24|flac); stems on the output channels (--monitor kick,snare@2,input@1).
+Beside each MIDI file written: note events (--events csv|json|both), the notes played on a sampled kit
+(--sonify), and for a file input the onset probabilities (--save-activations).
 
 \b
 Latency: every note leaves a constant LATENCY after its hit entered the input (never "at the end of

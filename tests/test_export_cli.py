@@ -127,3 +127,23 @@ def test_failure_mid_export_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         bmod.export_model(tiny_model, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spinner_on_a_terminal_and_quiet(tiny_stream_ckpt, tmp_path, monkeypatch):
+    """The export spinner is drawn on stderr of a terminal with its progress messages; -q hides it."""
+    from rich.console import Console
+
+    shown: list[str] = []
+    real_status = Console.status
+
+    def status(self, text, *a, **k):
+        shown.append(str(text))
+        return real_status(self, text, *a, **k)
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(Console, "status", status)
+    res = run(tiny_stream_ckpt, "-o", tmp_path / "a")
+    assert res.exit_code == 0 and shown == ["exporting"], res.output
+    res = run(tiny_stream_ckpt, "-o", tmp_path / "b", "-q")
+    assert res.exit_code == 0 and (tmp_path / "b" / "manifest.json").is_file(), res.output
+    assert "⠋" not in res.output and "exporting" not in res.output
