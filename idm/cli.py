@@ -150,9 +150,7 @@ def separate(
             help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
         ),
     ] = 50.0,
-    midi_channel: Annotated[
-        int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).", min=1, max=16)
-    ] = 10,
+    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
     note_map: Annotated[
         str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
     ] = "gm",

@@ -70,8 +70,8 @@ def _check(o: LiveOptions) -> None:
         raise IDMError(f"--mode must be synth, masked or none, got {o.mode!r}")
     if o.provider not in ("auto", "cpu", "cuda"):
         raise IDMError(f"--provider must be auto, cpu or cuda, got {o.provider!r}")
-    if o.threads < 1:
-        raise IDMError(f"--threads must be at least 1, got {o.threads}")
+    if not 1 <= o.threads <= 256:
+        raise IDMError(f"--threads must be 1-256, got {o.threads}")
     if o.kit not in ("auto", "clip", "running"):
         raise IDMError(f"--kit must be auto, clip or running, got {o.kit!r}")
     if o.kit == "clip" and o.kind != "file":

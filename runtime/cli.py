@@ -129,16 +129,12 @@ def live(
         str | None, typer.Option(help="Output device for monitoring (and real-time pacing of files).")
     ] = None,
     input_channel: Annotated[
-        int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).", min=1, max=1024)
+        int | None, typer.Option(help="Input channel to use, 1-based (default: mix of all).")
     ] = None,
-    channel: Annotated[
-        int | None, typer.Option(hidden=True, help="Old name of --input-channel.", min=1, max=1024)
-    ] = None,
-    block_size: Annotated[
-        int, typer.Option(help="Audio block in frames (smaller: less latency, more load).", min=16, max=16384)
-    ] = 256,
+    channel: Annotated[int | None, typer.Option(hidden=True, help="Old name of --input-channel.")] = None,
+    block_size: Annotated[int, typer.Option(help="Audio block in frames (smaller: less latency, more load).")] = 256,
     provider: Annotated[Provider, typer.Option(help="onnxruntime provider.")] = Provider.auto,
-    threads: Annotated[int, typer.Option(help="onnxruntime threads.", min=1, max=256)] = 1,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads (1-256).")] = 1,
     midi_port: Annotated[
         str | None, typer.Option(help="Send to an existing MIDI port (name substring) instead of a virtual one.")
     ] = None,
@@ -180,9 +176,7 @@ def live(
             help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
         ),
     ] = 50.0,
-    midi_channel: Annotated[
-        int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).", min=1, max=16)
-    ] = 10,
+    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
     note_map: Annotated[
         str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
     ] = "gm",

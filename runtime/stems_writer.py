@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from idm.classes import GROUP_OF, GROUPS
+from idm.errors import OutputError
 
 __all__ = ["StemsWriter"]
 
@@ -92,6 +93,9 @@ class StemsWriter:
         if skip == n:
             return
         block = np.ascontiguousarray(self._grouped(stems[:, skip:]).T)
+        if not np.isfinite(block).all():  # the input gate refuses NaN/inf/huge input: this is a broken model
+            at = start + skip + int(np.argmax(~np.isfinite(block).all(axis=1)))
+            raise OutputError(f"stems: the model produced NaN or infinite samples (output sample {at})")
         if self._rs is not None:
             block = self._rs.resample_chunk(block)
         self._emit(block, limit)

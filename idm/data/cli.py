@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from idm.cliopts import number
 from idm.errors import IDMError
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ def render(
     kit: Annotated[str, typer.Option(help="Registered kit name, or a Hydrogen kit folder, .sf2 or one-shot folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Mixture WAV to write.")],
     stems: Annotated[bool, typer.Option(help="Also write OUT_stems/<class>.wav.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the velocity-layer choices (and augmentations).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the velocity-layer choices (and augmentations).", min=0, max=2**32)
+    ] = 0,
     augment: Annotated[bool, typer.Option(help="Apply the training augmentations.")] = False,
     kits_root: KitsRoot = None,
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
@@ -143,9 +146,12 @@ def fingerprint(
         typer.Option(help="Comma-separated kit names or paths they must not copy (default: training kits and pools)."),
     ] = None,
     threshold: Annotated[
-        float, typer.Option(help="Similarity (cosine, 0-1) from which two samples count as the same recording.")
+        float,
+        typer.Option(
+            help="Similarity (cosine, 0-1) from which two samples count as the same recording.", callback=number(0, 1)
+        ),
     ] = 0.9,
-    top: Annotated[int, typer.Option(help="Also list this many of the most similar pairs.")] = 5,
+    top: Annotated[int, typer.Option(help="Also list this many of the most similar pairs.", min=0, max=100000)] = 5,
     reserved: Annotated[
         bool, typer.Option(help="Also compare the reserved evaluation sounds, where installed, with every kit loaded.")
     ] = True,

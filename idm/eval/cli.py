@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from idm.cliopts import number
 from idm.errors import IDMError
 
 __all__ = ["eval_command", "plot_scores_command"]
@@ -79,14 +80,17 @@ def eval_command(
             "ColomboAcousticDrumkit, Sonic Pi Acoustic, LMMS Acoustic)."
         ),
     ] = None,
-    per_file: Annotated[int, typer.Option(help="Clips per GMD performance.")] = 1,
-    clip_seconds: Annotated[float, typer.Option(help="Clip length in seconds.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="Seed of the clip offsets and renders.")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch and onnxruntime.")] = 1,
+    per_file: Annotated[int, typer.Option(help="Clips per GMD performance.", min=1, max=1000)] = 1,
+    clip_seconds: Annotated[float, typer.Option(help="Clip length in seconds.", callback=number(1, 600))] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of the clip offsets and renders.", min=0, max=2**32)] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and onnxruntime.", min=1, max=256)] = 1,
     device: Annotated[Device, typer.Option(help="Device of checkpoints (torch) and streams (onnxruntime).")] = (
         Device.cpu
     ),
-    alpha: Annotated[float, typer.Option(help="Exponent of the alpha-Wiener masks (all systems).")] = 1.0,
+    alpha: Annotated[
+        float,
+        typer.Option(help="Exponent of the alpha-Wiener masks (all systems).", callback=number(0, 100, lo_open=True)),
+    ] = 1.0,
     pace: Annotated[
         Pace,
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from idm.cliopts import number
 from idm.errors import IDMError
 
 __all__ = ["train"]
@@ -34,23 +35,31 @@ def train(
             "the same architecture (fresh optimizer, step 0); the config may change the loss, data and schedule."
         ),
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Total optimizer steps (overrides training.steps).")] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop cleanly (checkpoint saved) after this many minutes; --resume goes on.")
+    max_steps: Annotated[
+        int | None, typer.Option(help="Total optimizer steps (overrides training.steps).", min=1)
     ] = None,
-    devices: Annotated[int, typer.Option(help="Devices (GPUs or CPU processes); more than 1 trains with DDP.")] = 1,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop cleanly (checkpoint saved) after this many minutes; --resume goes on.",
+            callback=number(0, None, lo_open=True),
+        ),
+    ] = None,
+    devices: Annotated[
+        int, typer.Option(help="Devices (GPUs or CPU processes); more than 1 trains with DDP.", min=1, max=1024)
+    ] = 1,
     accelerator: Annotated[Accelerator, typer.Option(help="Where to train.")] = Accelerator.auto,
     precision: Annotated[
         str | None, typer.Option(help="32-true, bf16-mixed or 16-mixed (overrides training.precision).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Run seed (overrides training.seed).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (overrides training.seed).", min=0, max=2**32)] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Data loader workers per device (overrides training.workers).")
+        int | None, typer.Option(help="Data loader workers per device (overrides training.workers).", min=0, max=256)
     ] = (None),
     override: Annotated[
         list[str] | None, typer.Option(help="SECTION.KEY=VALUE config override (YAML value); repeatable.")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process.", min=1, max=256)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
