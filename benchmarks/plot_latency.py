@@ -38,11 +38,14 @@ def main() -> None:
     reported = record["reported_latency_samples"] / record["sample_rate"] * 1000
     save_png(latency_histogram(record), args.out)
     load = record.get("machine", {}).get("load_avg_1min", "?")
+    # on time: within one period + 20 ms of the reported latency (the test's own window)
+    window = (record["period"] + int(0.020 * record["sample_rate"])) / record["sample_rate"] * 1000
+    late = sum(abs(v - reported) > window for v in record["latencies_ms"])
     print(f"{args.out}: {record['runs']} run(s), {int(st['n'])} notes, median {st['median']:.1f} ms, "
           f"p95 {st['p95']:.1f} ms, "
           f"min {st['min']:.1f}, max {st['max']:.1f} ms; idm-live reported {reported:.1f} ms; "
           f"{record.get('missed', 0)} of {record.get('expected_hits', '?')} hits without a note, "
-          f"{record.get('late', '?')} late; load average {load}")  # fmt: skip
+          f"{late} further than {window:.1f} ms from it; load average {load}")  # fmt: skip
 
 
 if __name__ == "__main__":
