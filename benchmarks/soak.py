@@ -15,7 +15,7 @@ What it checks (and prints as a markdown table, with PASS/FAIL per line):
   offline path's blocking): the same events (class, velocity, sample) and stems to ``--atol``.
 
 The audio is the synthesized demo loop in a few variants (tempo, seed, level) plus a quiet minute, one
-variant per minute, repeated. The kit is frozen so that both runs use the same one-shot bank.
+variant per minute (``unit_seconds``), repeated. The kit is frozen so that both runs use the same one-shot bank.
 
 Usage: ``python benchmarks/soak.py --minutes 60 [--bundle DIR] [--segment-minutes 10] [--json OUT]``.
 The tests run :func:`soak` for two minutes (``tests/test_soak.py``).
@@ -54,19 +54,20 @@ def rss_mib() -> float:
 
 
 class LoopAudio:
-    """One minute per variant, rendered once; sample ``i`` of the stream is minute ``i // minute`` of the cycle."""
+    """One unit (a minute by default) per variant, rendered once; sample ``i`` of the stream is in unit
+    ``i // minute`` of the cycle."""
 
-    def __init__(self, sr: int) -> None:
+    def __init__(self, sr: int, unit_seconds: float = 60.0) -> None:
         from idm.demo import render_demo_loop
 
         self.sr = sr
-        self.minute = 60 * sr
+        self.minute = int(unit_seconds * sr)
         self.minutes: list[np.ndarray] = []
         for bpm, seed, gain in VARIANTS:
             if gain == 0.0:
                 x = (np.random.default_rng(seed).standard_normal(self.minute) * 10 ** (-70 / 20)).astype(np.float32)
             else:
-                x = gain * render_demo_loop(60.0, sr, seed=seed, bpm=bpm)
+                x = gain * render_demo_loop(self.minute / sr, sr, seed=seed, bpm=bpm)
             self.minutes.append(np.ascontiguousarray(x, dtype=np.float32))
 
     def variant(self, minute: int) -> int:
@@ -141,7 +142,8 @@ class SoakResult:
     rss_first_mib: float
     rss_max_mib: float
     rss_end_mib: float
-    notes_per_minute: list[int]
+    unit_seconds: float  #: the length of one unit of audio (notes are counted per unit)
+    notes_per_minute: list[int]  #: notes per unit
     note_minute_spread: int  #: largest difference between two minutes of the same audio
     port_ons: int
     port_offs: int
@@ -193,6 +195,7 @@ def soak(
     drift: float = 1.5,
     note_tolerance: int = 1,
     atol: float = 1e-4,
+    unit_seconds: float = 60.0,
     workdir: str | Path | None = None,
     progress: Any = None,
 ) -> SoakResult:
@@ -210,7 +213,7 @@ def soak(
     proc = StreamProcessor(b, cfg)
     ref = StreamProcessor(b, cfg)
     sr = proc.sample_rate
-    audio = LoopAudio(sr)
+    audio = LoopAudio(sr, unit_seconds)
     total = int(minutes * 60 * sr)
     seg_len = int(segment_minutes * 60 * sr)
     rng = np.random.default_rng(seed)
@@ -337,6 +340,7 @@ def soak(
         rss_first_mib=rss_first,
         rss_max_mib=max(rss_max, rss_first),
         rss_end_mib=rss_mib(),
+        unit_seconds=unit_seconds,
         notes_per_minute=full,
         note_minute_spread=spread,
         port_ons=port.ons,
@@ -380,7 +384,7 @@ def table(res: SoakResult, rss_growth_mib: float, drift: float) -> str:
     lines += [
         f"| p99 drift (last segment / first) | {res.segments[-1].p99_pct / max(res.segments[0].p99_pct, 1e-9):.2f} | "
         f"<= {drift:g}x (+1 %): {ok['p99 drift']} |",
-        f"| notes per minute (min / max; largest spread between repeats of one minute) | "
+        f"| notes per {res.unit_seconds:g} s of audio (min / max; largest spread between repeats of one stretch) | "
         f"{min(res.notes_per_minute)} / {max(res.notes_per_minute)}; {res.note_minute_spread} | "
         f"{ok['notes per minute']} |",
         f"| MIDI port: note-ons / note-offs / errors | {res.port_ons} / {res.port_offs} / {len(res.port_errors)} | "

@@ -47,7 +47,9 @@ Examples:
   idm-live --input song.wav --stems-out stems/ --stems 5
 
 Ctrl-C stops cleanly: the model is flushed and every file is completed (written under a temporary
-name and renamed at the end).
+name and renamed at the end). A file input stopped before its end is kept as DIR/<name>.partial/ (and
+<take>.partial.mid), never under the final name; exit 130. A lost audio server or device ends the run
+with complete files and exit 1; a MIDI port that goes away is reported and its lost notes counted.
 """
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

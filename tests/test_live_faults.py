@@ -378,3 +378,45 @@ def test_commit_never_replaces_a_folder_written_meanwhile(tmp_path: Path):
     with pytest.raises(OutputError, match=rf"another run \(pid {os.getpid()}\) is writing this output now"):
         OutputFolder(tmp_path, "tune")
     b.discard()
+
+
+def test_stalled_stream_is_lost_and_never_waited_for():
+    """A stream whose callbacks stop (PortAudio still says active) is found lost after the stall time, and stop/close
+    then return at once without touching PortAudio (whose calls block for good once a JACK server is gone)."""
+    pytest.importorskip("sounddevice")
+    from idm.runtime.audio_io import AudioStream, StreamSpec
+
+    calls: list[str] = []
+
+    class Hanging:
+        active = True
+
+        def stop(self):
+            calls.append("stop")
+            time.sleep(3600)
+
+        def close(self):
+            calls.append("close")
+            time.sleep(3600)
+
+    st = AudioStream(StreamSpec(input_device=0, host_api="JACK Audio Connection Kit"), 44100)
+    st._stream = Hanging()
+    st._started = True
+    st._seen = (st.frames, time.monotonic())
+    assert st.failure(stall=0.2) is None
+    st.frames += 256  # a callback ran
+    time.sleep(0.1)
+    assert st.failure(stall=0.2) is None
+    time.sleep(0.3)
+    why = st.failure(stall=0.2)
+    assert why is not None and "JACK server stopped responding" in why and st.lost
+    t0 = time.monotonic()
+    assert st.stop() is False and st.close() is False and st.abandoned
+    assert time.monotonic() - t0 < 0.1 and calls == []
+    # a stream that is not lost but whose stop hangs: abandoned after the timeout, never waited for longer
+    st2 = AudioStream(StreamSpec(input_device=0), 44100)
+    st2._stream = Hanging()
+    t0 = time.monotonic()
+    assert st2.stop(timeout=0.3) is False and st2.abandoned
+    assert 0.25 < time.monotonic() - t0 < 2.0 and calls == ["stop"]
+    assert st2.close() is False and calls == ["stop"]
