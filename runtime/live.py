@@ -223,7 +223,11 @@ class LiveSession:
                 if src.finished:
                     self.end_of_input = True
                     return
-                self._check_stream()
+                lost = self._stream_lost()
+                if lost is not None:  # what the stream captured before is processed, then the processor flushed
+                    self.error = lost
+                    self._drain()
+                    return
                 time.sleep(self._poll)
                 continue
             self._process(x, last=src.finished)
@@ -240,20 +244,21 @@ class LiveSession:
                 break
             self._process(x)
 
-    def _check_stream(self) -> None:
-        """A stream that stopped by itself (device unplugged, JACK server gone) ends the session with an error.
+    def _stream_lost(self) -> DeviceError | None:
+        """The error that ends the session when the stream stopped by itself (device unplugged, JACK server gone).
 
         Called when the source has nothing new, so whatever the stream captured before is processed first.
         """
         st = self.stream
         if st is None or self._stop.is_set():
-            return
+            return None
         why = st.failure()
-        if why is not None:
-            raise DeviceError(
-                f"{why} after {self.seconds_processed:.1f} s of audio; idm-live stopped (the files keep what was "
-                "recorded until then)"
-            )
+        if why is None:
+            return None
+        return DeviceError(
+            f"{why} after {self.seconds_processed:.1f} s of audio; idm-live stopped (the files keep what was "
+            "recorded until then)"
+        )
 
     def _process(self, x: np.ndarray, last: bool = False) -> None:
         now = time.monotonic()
