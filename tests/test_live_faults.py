@@ -136,6 +136,16 @@ def jackd(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        if proc.returncode not in (0, None):
+            # a killed server keeps its slot in JACK's registry of servers (8 of them, shared by every process on
+            # the machine) until a server of the same name starts: start one and stop it properly
+            again = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(["jack_wait", "-w", "-t", "10"], capture_output=True, env=env, check=False)
+            again.terminate()
+            again.wait(10)
+            for f in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):  # the dead clients' semaphores
+                f.unlink(missing_ok=True)
 
 
 def _client(env: dict, children: list, *args: str) -> tuple[subprocess.Popen, Lines]:
