@@ -190,7 +190,9 @@ def test_jack_server_killed_mid_stream(jackd, tmp_path: Path):
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "JACK server" in errors[0], stderr
     assert t_line - t_kill < 2.0, f"the error came {t_line - t_kill:.2f} s after the server died"
-    assert t_exit - t_kill < 10.0
+    # then it processes what the ring had captured (up to its 4 s; slower than real time on a loaded machine), saves
+    # and exits: never a hang
+    assert t_exit - t_kill < 30.0
     # every file complete, up to the failure: a readable MIDI file with the notes heard, WAVs of equal length
     recorded = [m for m in mido.MidiFile(str(midi)) if m.type == "note_on" and m.velocity > 0]
     assert len(recorded) >= 5, stderr
