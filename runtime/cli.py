@@ -51,7 +51,9 @@ Examples:
   idm-live --input song.wav --stems-out stems/ --stems 5
 
 Ctrl-C stops cleanly: the model is flushed and every file is completed (written under a temporary
-name and renamed at the end).
+name and renamed at the end). A file input stopped before its end is kept as DIR/<name>.partial/ (and
+<take>.partial.mid), never under the final name; exit 130. A lost audio server or device ends the run
+with complete files and exit 1; a MIDI port that goes away is reported and its lost notes counted.
 """
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -306,16 +308,26 @@ def _run(session: Any, quiet: bool, debug: bool) -> None:
                 raise
             _fail(str(e))
             raise typer.Exit(1) from None
+        told: list[Exception] = []
+
+        def tell_lost() -> None:  # a lost server or device is said at once, while the worker still catches up
+            lost = session.stream_lost()
+            if lost is not None and not told and not debug:
+                told.append(lost)
+                _fail(str(lost))
+
         if quiet or not console.is_terminal:
             while not session.wait(0.1):
-                pass
+                tell_lost()
         else:
             with Live(render_status(session), console=console, refresh_per_second=10, transient=False) as lv:
                 while not session.wait(0.1):
+                    tell_lost()
                     lv.update(render_status(session))
                 lv.update(render_status(session))
         if session.error is not None and isinstance(session.error, IDMError) and not debug:
-            _fail(str(session.error))  # at once: saving may take a moment
+            if session.error not in told:
+                _fail(str(session.error))  # at once: saving may take a moment
         elif session.interrupted:
             typer.echo("idm-live: stopping: flushing and saving", err=True)
         written = session.close()

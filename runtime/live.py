@@ -152,6 +152,7 @@ class LiveSession:
         self._switch: float | None = None
         self.written: list[Path] = []
         self.partial: list[Path] = []  #: incomplete results kept under names that say so (file inputs)
+        self._lost: DeviceError | None = None
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
@@ -225,7 +226,11 @@ class LiveSession:
                 if src.finished:
                     self.end_of_input = True
                     return
-                self._check_stream()
+                lost = self.stream_lost()
+                if lost is not None:  # what the stream captured before is processed, then the processor flushed
+                    self.error = lost
+                    self._drain()
+                    return
                 time.sleep(self._poll)
                 continue
             self._process(x, last=src.finished)
@@ -242,20 +247,24 @@ class LiveSession:
                 break
             self._process(x)
 
-    def _check_stream(self) -> None:
-        """A stream that stopped by itself (device unplugged, JACK server gone) ends the session with an error.
+    def stream_lost(self) -> DeviceError | None:
+        """The error that ends the session when the stream stopped by itself (device unplugged, JACK server gone).
 
-        Called when the source has nothing new, so whatever the stream captured before is processed first.
+        Any non-audio thread may ask (the CLI reports it at once; the worker ends the session once it has
+        processed what the stream captured before). The same error object is returned every time.
         """
-        st = self.stream
-        if st is None or self._stop.is_set():
-            return
-        why = st.failure()
-        if why is not None:
-            raise DeviceError(
-                f"{why} after {self.seconds_processed:.1f} s of audio; idm-live stopped (the files keep what was "
+        if self._lost is None:
+            st = self.stream
+            if st is None or self._stop.is_set():
+                return None
+            why = st.failure()
+            if why is None:
+                return None
+            self._lost = DeviceError(
+                f"{why} after {st.frames / st.spec.samplerate:.1f} s; idm-live stopped (the files keep what was "
                 "recorded until then)"
             )
+        return self._lost
 
     def _process(self, x: np.ndarray, last: bool = False) -> None:
         now = time.monotonic()
