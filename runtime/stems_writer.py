@@ -14,7 +14,7 @@ __all__ = ["StemsWriter"]
 
 
 class StemsWriter:
-    """Writes ``folder/<name>.wav`` for the 9 classes or the 5 groups, one mono file per stem.
+    """Writes ``folder/<name>.wav`` for the 9 classes or the 5 groups, one file per stem (mono or ``channels``).
 
     The processor's output sample ``t`` is the input at ``t - latency``: the first ``latency`` samples
     are dropped, the rest is resampled to ``out_rate`` (soxr stream, delay-compensated, so sample ``i``
@@ -33,6 +33,10 @@ class StemsWriter:
         The processor's latency in samples at ``model_rate``.
     quality
         soxr quality of the resampler (``VHQ`` for files, lower for live recordings).
+    subtype
+        WAV sample format (soundfile subtype).
+    channels
+        Channels per file: :meth:`write` then takes ``[9, channels, n]`` (stereo masked stems).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class StemsWriter:
         latency: int,
         quality: str = "VHQ",
         subtype: str = "FLOAT",
+        channels: int = 1,
     ) -> None:
         from idm.classes import CLASSES
 
@@ -52,42 +57,47 @@ class StemsWriter:
         self.names = CLASSES if stems == 9 else GROUPS
         self.latency = int(latency)
         self.out_rate = int(out_rate)
+        self.channels = int(channels)
         self._group = None if stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
         self._files = [
-            sf.SoundFile(str(Path(folder) / f"{n}.wav"), "w", self.out_rate, 1, subtype=subtype) for n in self.names
+            sf.SoundFile(str(Path(folder) / f"{n}.wav"), "w", self.out_rate, self.channels, subtype=subtype)
+            for n in self.names
         ]
         self._rs: Any = None
+        self._width = len(self.names) * self.channels  # interleaved columns: stem-major, then channel
         if out_rate != model_rate:
             import soxr
 
-            self._rs = soxr.ResampleStream(model_rate, out_rate, len(self.names), dtype="float32", quality=quality)
+            self._rs = soxr.ResampleStream(model_rate, out_rate, self._width, dtype="float32", quality=quality)
         self.written = 0  #: frames written per file at ``out_rate``
         self.closed = False
 
     def _grouped(self, stems: np.ndarray) -> np.ndarray:
         if self._group is None:
             return stems
-        out = np.zeros((len(GROUPS), stems.shape[-1]), dtype=np.float32)
+        out = np.zeros((len(GROUPS), *stems.shape[1:]), dtype=np.float32)
         np.add.at(out, self._group, stems)
         return out
 
     def _emit(self, frames: np.ndarray, limit: int | None) -> None:
-        """Write ``frames`` ``[n, S]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
+        """Write ``frames`` ``[n, S * channels]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
         if limit is not None:
             frames = frames[: max(0, limit - self.written)]
         if frames.shape[0] == 0:
             return
+        c = self.channels
         for i, f in enumerate(self._files):
-            f.write(frames[:, i])
+            f.write(frames[:, i * c : (i + 1) * c])
         self.written += frames.shape[0]
 
     def write(self, start: int, stems: np.ndarray, limit: int | None = None) -> None:
-        """Add processor output ``stems`` ``[9, n]`` whose first sample is output sample ``start``."""
+        """Add processor output ``stems`` ``[9, n]`` (or ``[9, channels, n]``) whose first sample is ``start``."""
         n = stems.shape[-1]
         skip = min(n, max(0, self.latency - start))
         if skip == n:
             return
-        block = np.ascontiguousarray(self._grouped(stems[:, skip:]).T)
+        stems = stems.reshape(stems.shape[0], self.channels, n)[..., skip:]
+        block = np.ascontiguousarray(self._grouped(stems).reshape(self._width, n - skip).T)
         if self._rs is not None:
             block = self._rs.resample_chunk(block)
         self._emit(block, limit)
@@ -98,10 +108,10 @@ class StemsWriter:
             return
         try:
             if self._rs is not None:
-                tail = self._rs.resample_chunk(np.zeros((0, len(self.names)), dtype=np.float32), last=True)
+                tail = self._rs.resample_chunk(np.zeros((0, self._width), dtype=np.float32), last=True)
                 self._emit(tail, length)
             if length is not None and self.written < length:
-                self._emit(np.zeros((length - self.written, len(self.names)), dtype=np.float32), length)
+                self._emit(np.zeros((length - self.written, self._width), dtype=np.float32), length)
         finally:
             for f in self._files:
                 f.close()
