@@ -87,9 +87,10 @@ class OfflineSeparator:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         m = self.bundle.manifest
         providers = resolve_providers(cfg.provider)
-        session = make_session(str(self.bundle.encoder_path), 1, providers)  # one thread per concurrent segment
+        # one intra-op thread per concurrent segment; no arena, so the peak of large calls is handed back
+        session = make_session(str(self.bundle.encoder_path), 1, providers, arena=False, spinning=False)
         self.encoder = SegmentEncoder(self.bundle, session, cfg.threads)
-        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False)
+        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False, spinning=False)
         self.synth = BankSynth(synth, self.bundle.noise())
         self.class_names = tuple(self.bundle.class_names)
         self.notes = np.asarray(self.bundle.gm_notes, dtype=np.int64)

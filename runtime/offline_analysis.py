@@ -24,7 +24,7 @@ __all__ = ["analyse_clip", "segment_length"]
 READ_BLOCK = 1 << 16
 
 
-def segment_length(n_frames: int, workers: int, lo: int = 512, hi: int = 4096) -> int:
+def segment_length(n_frames: int, workers: int, lo: int = 256, hi: int = 1024) -> int:
     """Log-mel frames per segment: the clip split evenly over the workers, within ``[lo, hi]``."""
     return int(min(hi, max(lo, -(-n_frames // max(1, workers)))))
 

@@ -80,15 +80,19 @@ class StemsWriter:
         return out
 
     def _emit(self, frames: np.ndarray, limit: int | None) -> None:
-        """Write ``frames`` ``[n, S * channels]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
+        """Write ``frames`` ``[S, channels, n]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
         if limit is not None:
-            frames = frames[: max(0, limit - self.written)]
-        if frames.shape[0] == 0:
+            frames = frames[..., : max(0, limit - self.written)]
+        if frames.shape[-1] == 0:
             return
-        c = self.channels
-        for i, f in enumerate(self._files):
-            f.write(frames[:, i * c : (i + 1) * c])
-        self.written += frames.shape[0]
+        for f, x in zip(self._files, frames, strict=True):
+            f.write(x[0] if self.channels == 1 else np.ascontiguousarray(x.T))
+        self.written += frames.shape[-1]
+
+    def _resampled(self, planar: np.ndarray, last: bool = False) -> np.ndarray:
+        """``[S, channels, n]`` through the resampler (one interleaved stream): ``[S, channels, m]``."""
+        out = self._rs.resample_chunk(np.ascontiguousarray(planar.reshape(self._width, -1).T), last=last)
+        return np.asarray(out).T.reshape(-1, self.channels, out.shape[0])
 
     def write(self, start: int, stems: np.ndarray, limit: int | None = None) -> None:
         """Add processor output ``stems`` ``[9, n]`` (or ``[9, channels, n]``) whose first sample is ``start``."""
@@ -96,10 +100,9 @@ class StemsWriter:
         skip = min(n, max(0, self.latency - start))
         if skip == n:
             return
-        stems = stems.reshape(stems.shape[0], self.channels, n)[..., skip:]
-        block = np.ascontiguousarray(self._grouped(stems).reshape(self._width, n - skip).T)
+        block = self._grouped(stems.reshape(stems.shape[0], self.channels, n)[..., skip:])
         if self._rs is not None:
-            block = self._rs.resample_chunk(block)
+            block = self._resampled(block)
         self._emit(block, limit)
 
     def close(self, length: int | None = None) -> None:
@@ -108,10 +111,10 @@ class StemsWriter:
             return
         try:
             if self._rs is not None:
-                tail = self._rs.resample_chunk(np.zeros((0, self._width), dtype=np.float32), last=True)
+                tail = self._resampled(np.zeros((len(self.names), self.channels, 0), dtype=np.float32), last=True)
                 self._emit(tail, length)
             if length is not None and self.written < length:
-                self._emit(np.zeros((length - self.written, self._width), dtype=np.float32), length)
+                self._emit(np.zeros((len(self.names), self.channels, length - self.written), np.float32), length)
         finally:
             for f in self._files:
                 f.close()
