@@ -35,6 +35,9 @@ from idm.midi import MidiStyle, Onset, to_midi_velocity, write_midi
 
 __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
 
+#: Frames given to the peak picker per call.
+PICK_BLOCK = 8192
+
 
 @dataclass
 class OfflineConfig:
@@ -112,9 +115,11 @@ class OfflineSeparator:
         """Picked hits as (class index, frame) arrays, in the order the streaming picker emits them."""
         assert analysis.onset_prob is not None
         picker = StreamingPeakPicker(self.picker_params, len(self.class_names))
-        k1, j1 = picker.process(analysis.onset_prob)
-        k2, j2 = picker.flush()
-        ks, js = np.concatenate([k1, k2]), np.concatenate([j1, j2])
+        probs = analysis.onset_prob
+        found = [picker.process(probs[:, a : a + PICK_BLOCK]) for a in range(0, probs.shape[1], PICK_BLOCK)]
+        found.append(picker.flush())  # in blocks: the picker's windowed temporaries stay small for any length
+        ks = np.concatenate([k for k, _ in found])
+        js = np.concatenate([j for _, j in found])
         order = np.argsort(js, kind="stable")
         return ks[order], js[order]
 
