@@ -71,7 +71,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for minutes, wall, cpu, rss in rows:
         label = f"{minutes:g} min" if minutes < 60 else f"{minutes / 60:g} h"
-        label = f"{minutes * 60:g} s" if minutes < 1 else label
+        label = f"{minutes * 60:.0f} s" if minutes < 1 else label
         print(f"| {label} | {wall:.1f} s | {cpu:.1f} s | {rss:.0f} MiB |")
 
 
