@@ -142,3 +142,19 @@ def test_stereo_input_keeps_stereo_masked_stems(tmp_path: Path) -> None:
     assert float(np.abs(stems.mean(axis=2) - down).max()) < 1e-4
     synth = OfflineSeparator(bundle, OfflineConfig(mode="synth")).separate_file(tmp_path / "st.wav", tmp_path / "s")
     assert sf.info(str(synth.folder / "kick.wav")).channels == 1
+
+
+def test_idm_separate_imports_no_cli_framework(tmp_path: Path) -> None:
+    """`idm separate` starts without typer, rich, pydantic, scipy or torch (import time is most of a short file's)."""
+    import subprocess
+    import sys
+
+    sf.write(str(tmp_path / "loop.wav"), drum_loop(1.0), 44100, subtype="FLOAT")
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "idm", "separate", str(tmp_path / "loop.wav"),
+                          "-o", str(tmp_path / "o"), "-q"], capture_output=True, text=True, timeout=300,
+                         check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "o" / "loop" / "kick.wav").is_file()
+    imported = {ln.rsplit("|", 1)[-1].strip().split(".")[0] for ln in res.stderr.splitlines() if "|" in ln}
+    assert "onnxruntime" in imported
+    assert not imported & {"typer", "rich", "pydantic", "scipy", "torch"}, imported & {"typer", "rich", "torch"}
