@@ -3,15 +3,17 @@
 For a 10 s and a 3 min input (the demo loop), on this machine's CPU: ``idm separate`` (default: the live bundle
 through onnxruntime, no PyTorch), ``idm separate --backend torch`` (the same model's checkpoint),
 ``idm-live --input FILE --mode masked`` (the stream processor over the file), and the official checkpoint
-(``--model``) when the reference is there. Reports numbers only.
+(``--model``) when the reference is there. Reports numbers only: the median wall time of ``--repeat`` runs (on a
+shared machine other jobs' load lands in it; the CPU time, user + system, is steadier) and the largest peak RSS.
 
-    python benchmarks/bench_separate.py [--threads 2] [--seconds 10 180]
+    python benchmarks/bench_separate.py [--threads 2] [--seconds 10 180] [--repeat 5] [--only onnx]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REF = Path(os.environ.get("IDM_REFERENCE_DIR", ROOT.parent / "shared" / "reference" / "idm-official"))
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one process."""
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -33,20 +35,23 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0, 180.0])
-    ap.add_argument("--repeat", type=int, default=2, help="runs per command; the fastest is reported")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per command; the median is reported")
+    ap.add_argument("--only", nargs="+", default=None, help="run only the commands whose name contains one of these")
     args = ap.parse_args()
     from idm.demo import render_demo_loop
 
     official = next((REF / "checkpoint").glob("*.ckpt"), None)
     py = sys.executable
-    print(f"{os.cpu_count()} CPU cores, --threads {args.threads}, best of {args.repeat} runs")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{os.cpu_count()} CPU cores (load average {load:.1f} at start), --threads {args.threads}, median of "
+          f"{args.repeat} runs")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "o")
@@ -67,16 +72,20 @@ def main() -> None:
                 cmds["idm separate --model official"] = [py, "-m", "idm", "separate", str(wav), "-o", out, "--model",
                                                          str(official), *th, "-q", "--force"]  # fmt: skip
             for name, cmd in cmds.items():
+                if args.only and not any(w in name for w in args.only):
+                    continue
                 runs = [timed(cmd) for _ in range(args.repeat)]
-                wall = min(r[0] for r in runs)
-                rss = max(r[1] for r in runs)
-                rows.append((f"{seconds:g} s", name, wall, seconds / wall, rss))
-                print(f"{seconds:g} s  {name:40s} {wall:7.2f} s  {seconds / wall:6.1f}x real time  {rss:6.0f} MiB",
-                      flush=True)  # fmt: skip
-    print("\n| input | command | wall (process) | x real time | peak RSS |")
-    print("|---|---|---|---|---|")
-    for label, name, wall, speed, rss in rows:
-        print(f"| {label} | `{name}` | {wall:.2f} s | {speed:.1f}x | {rss:.0f} MiB |")
+                wall = statistics.median(r[0] for r in runs)
+                cpu = statistics.median(r[1] for r in runs)
+                rss = max(r[2] for r in runs)
+                label = f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
+                rows.append((label, name, wall, seconds / wall, cpu, rss))
+                walls = ", ".join(f"{r[0]:.2f}" for r in runs)
+                print(f"{label}  {name:40s} {wall:7.2f} s ({walls})  CPU {cpu:6.2f} s  {rss:6.0f} MiB", flush=True)
+    print("\n| input | command | wall (process, median) | x real time | CPU (user + sys) | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for label, name, wall, speed, cpu, rss in rows:
+        print(f"| {label} | `{name}` | {wall:.2f} s | {speed:.1f}x | {cpu:.2f} s | {rss:.0f} MiB |")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Whole-file separation on an ONNX bundle, without torch: the stems and MIDI that streaming the file gives.
 
-Two passes over the file, in bounded memory: the encoder runs over large blocks (one onnxruntime call per
-~1.5 s of audio) and keeps every frame's onset probability and velocity; the picker decides the hits, the
-synthesizer makes one bank from the whole clip's kit embedding; the second pass renders the stems block
-by block with the same voice engine and Wiener masking as :class:`~idm.runtime.engine.processor.StreamProcessor`,
-so the result equals ``idm-live --input FILE`` (frozen at the clip's kit), with no per-block work.
+Two passes over the file, reading it in blocks (memory does not grow with its length). The first
+(:mod:`~idm.runtime.offline_analysis`) runs the front end and the streaming encoder graph over parallel
+segments and keeps every frame's onset probability and velocity; the picker decides the hits and the
+synthesizer makes one bank from the whole clip's kit embedding. The second (:mod:`~idm.runtime.offline_render`)
+renders the stems in independent blocks on worker threads: the same one-shots at the same samples and the same
+Wiener masks as :class:`~idm.runtime.engine.processor.StreamProcessor`, so the result equals ``idm-live --input FILE``
+(frozen at the clip's kit). Stereo input keeps stereo masked stems: the masks come from the stems of the mono
+downmix and apply to each channel; synthesized stems are mono.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,15 +20,16 @@ import numpy as np
 from idm.runtime.activations_out import Activations
 from idm.runtime.engine.bank import BankSynth
 from idm.runtime.engine.bundle import Bundle, load_bundle
-from idm.runtime.engine.encoder import StreamingEncoder
 from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.engine.providers import make_session, resolve_providers
-from idm.runtime.engine.voices import VoiceEngine
-from idm.runtime.engine.wiener import StreamingWiener
 from idm.runtime.extras import ExtraOutputs, ExtrasWriter
+from idm.runtime.offline_analysis import analyse_clip
+from idm.runtime.offline_render import BlockRenderer
 from idm.runtime.outputs import OutputFolder
-from idm.runtime.prepass import ClipAnalysis, analyse_file
-from idm.runtime.sources import ArraySource, FileSource, Resampler
+from idm.runtime.prepass import ClipAnalysis
+from idm.runtime.segment_encoder import SegmentEncoder
+from idm.runtime.sequencer import HitSequencer
+from idm.runtime.sources import ArraySource, FileSource
 from idm.runtime.stems_writer import StemsWriter
 
 from idm.classes import CLASSES
@@ -37,9 +41,8 @@ __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
 #: ``progress(stage, done, total)``: stage "analysing" or "rendering", input frames done of total.
 Progress = Callable[[str, int, int], None]
 
-#: Samples read per block (at the file's rate): the analysis pass (one encoder call each) and the render pass.
-BLOCK = 1 << 16
-RENDER_BLOCK = 1 << 14
+#: Frames given to the peak picker per call.
+PICK_BLOCK = 8192
 
 
 @dataclass
@@ -50,7 +53,7 @@ class OfflineConfig:
     stems: int = 9  #: 9 classes or 5 groups
     alpha: float = 1.0
     provider: str = "cpu"
-    threads: int = 1
+    threads: int = 1  #: worker threads (encoder segments, render blocks) and the synthesizer's intra-op threads
     delta: float | dict[str, float] | None = None
     threshold: float | dict[str, float] | None = None
     wait_ms: float | None = None
@@ -97,8 +100,10 @@ class OfflineSeparator:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         m = self.bundle.manifest
         providers = resolve_providers(cfg.provider)
-        self.encoder = StreamingEncoder(self.bundle, cfg.threads, providers)
-        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False)
+        # one intra-op thread per concurrent segment; no arena, so the peak of large calls is handed back
+        session = make_session(str(self.bundle.encoder_path), 1, providers, arena=False, spinning=False)
+        self.encoder = SegmentEncoder(self.bundle, session, cfg.threads)
+        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False, spinning=False)
         self.synth = BankSynth(synth, self.bundle.noise())
         self.class_names = tuple(self.bundle.class_names)
         self.notes = np.asarray(self.bundle.gm_notes, dtype=np.int64)
@@ -115,16 +120,17 @@ class OfflineSeparator:
 
     def analyse(self, source: FileSource | ArraySource, progress: Callable[[int], None] | None = None) -> ClipAnalysis:
         """Every frame's onset probability and velocity, the clip's kit embedding and gains (source rewound)."""
-        return analyse_file(self.bundle, source, BLOCK, self.config.threads, encoder=self.encoder, collect=True,
-                            progress=progress)  # fmt: skip
+        return analyse_clip(self.bundle, source, self.encoder, progress)
 
     def hits(self, analysis: ClipAnalysis) -> tuple[np.ndarray, np.ndarray]:
         """Picked hits as (class index, frame) arrays, in the order the streaming picker emits them."""
         assert analysis.onset_prob is not None
         picker = StreamingPeakPicker(self.picker_params, len(self.class_names))
-        k1, j1 = picker.process(analysis.onset_prob)
-        k2, j2 = picker.flush()
-        ks, js = np.concatenate([k1, k2]), np.concatenate([j1, j2])
+        probs = analysis.onset_prob
+        found = [picker.process(probs[:, a : a + PICK_BLOCK]) for a in range(0, probs.shape[1], PICK_BLOCK)]
+        found.append(picker.flush())  # in blocks: the picker's windowed temporaries stay small for any length
+        ks = np.concatenate([k for k, _ in found])
+        js = np.concatenate([j for _, j in found])
         order = np.argsort(js, kind="stable")
         return ks[order], js[order]
 
@@ -145,50 +151,16 @@ class OfflineSeparator:
 
     # ---- rendering --------------------------------------------------------------------------------------
 
-    def _blocks(
-        self, source: FileSource | ArraySource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Second pass: ``(start, stems [K, m])`` blocks at the model rate, :attr:`stem_delay` samples late.
-
-        The voice engine and Wiener of the stream path, fed large blocks; the last block is the Wiener's flush.
-        """
-        cfg = self.config
+    def renderer(self, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> BlockRenderer:
+        """The second pass for hits ``(ks, js)``: one bank from the clip's kit, amplitudes velocity x gain."""
         assert a.velocity is not None
-        k = len(self.class_names)
         bank = self.synth(a.kit_embedding)
         gains = np.asarray(a.gains, dtype=np.float32)
-        starts = js * self.hop
-        amps = [float(np.float32(a.velocity[kk, jj]) * gains[kk]) for kk, jj in zip(ks, js, strict=True)]
-        rs = Resampler(source.sample_rate, self.sample_rate)
-        max_block = 2 * RENDER_BLOCK * max(1, -(-self.sample_rate // source.sample_rate)) + 64
-        voices = VoiceEngine(k, self.synth.length, max_block)
-        wiener = StreamingWiener(k, self.n_fft, self.hop, cfg.alpha) if cfg.mode == "masked" else None
-        source.rewind()
-        pos = 0  # model-rate samples rendered
-        nxt = 0  # next hit to trigger
-        n_model = a.n_model_samples
-        while pos < n_model:
-            x = source.read(RENDER_BLOCK)
-            last = source.finished or x.size == 0
-            y = rs(x, last=last)[: n_model - pos]
-            m = y.shape[0]
-            while nxt < len(starts) and starts[nxt] < pos + m:
-                kk, s = int(ks[nxt]), int(starts[nxt])
-                if s >= pos:
-                    voices.trigger(kk, s, bank[kk], amps[nxt])
-                nxt += 1
-            synth = voices.read(m)
-            yield pos, synth if wiener is None else wiener.process(y, synth)
-            pos += m
-            if last:
-                break
-        if wiener is not None:
-            yield pos, wiener.flush()
-
-    @property
-    def stem_delay(self) -> int:
-        """Samples by which :meth:`_blocks` lags the input (one FFT window for masked stems)."""
-        return self.n_fft if self.config.mode == "masked" else 0
+        amps = a.velocity[ks, js].astype(np.float32) * gains[ks]
+        seq = HitSequencer(bank, ks, js * self.hop, amps)
+        mode = "synth" if self.config.mode == "synth" else "masked"
+        return BlockRenderer(seq, a.n_model_samples, self.sample_rate, mode, self.n_fft, self.hop, self.config.alpha,
+                             self.config.threads)  # fmt: skip
 
     def _render(
         self,
@@ -199,12 +171,13 @@ class OfflineSeparator:
         folder: Path,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """The stems as WAV (or FLAC) files in ``folder`` at the input's rate and length."""
+        """The stems as WAV (or FLAC) files in ``folder`` at the input's rate, length and (masked) channels."""
         cfg = self.config
-        writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, self.stem_delay,
-                             subtype=cfg.subtype, extension=cfg.extension)  # fmt: skip
+        channels = source.channels if cfg.mode == "masked" else 1
+        writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
+                             extension=cfg.extension, channels=channels)  # fmt: skip
         try:
-            for start, stems in self._blocks(source, a, ks, js):
+            for start, stems in self.renderer(a, ks, js).blocks(source):
                 writer.write(start, stems)
                 if progress is not None:
                     progress(min(source.position, a.n_samples))
@@ -225,8 +198,8 @@ class OfflineSeparator:
         onsets = self.onsets(a, ks, js)
         if self.config.mode == "none":
             return onsets, None, a, ks, js
-        blocks = [b for _, b in self._blocks(source, a, ks, js)]
-        stems = np.concatenate(blocks, axis=1)[:, self.stem_delay : self.stem_delay + a.n_model_samples]
+        blocks = [b[:, 0] for _, b in self.renderer(a, ks, js).blocks(source)]
+        stems = np.concatenate(blocks, axis=1)
         if sample_rate != self.sample_rate:
             import soxr
 

@@ -18,7 +18,7 @@ from idm.runtime.sources import ArraySource, FileSource, Resampler
 from idm.audio import MIN_SECONDS
 from idm.errors import AudioInputError
 
-__all__ = ["ClipAnalysis", "analyse_file"]
+__all__ = ["ClipAnalysis", "analyse_file", "check_finite", "check_length"]
 
 
 @dataclass
@@ -50,15 +50,7 @@ def analyse_file(
     block with the input frames read so far. Raises :class:`AudioInputError` for
     empty, too short, silent or non-finite audio, with the same wording as ``idm separate``.
     """
-    name = str(source.path)
-    if source.frames == 0:
-        raise AudioInputError(f"{name}: empty audio (0 samples)")
-    min_n = int(MIN_SECONDS * source.sample_rate)
-    if source.frames < min_n:
-        raise AudioInputError(
-            f"{name}: too short ({source.frames} samples, {source.frames / source.sample_rate * 1000:.1f} ms); at "
-            f"least {MIN_SECONDS * 1000:.0f} ms is needed"
-        )
+    check_length(source)
     enc = encoder if encoder is not None else StreamingEncoder(bundle, threads)
     enc.reset()
     rs = Resampler(source.sample_rate, int(bundle.manifest["audio"]["sample_rate"]))
@@ -71,11 +63,7 @@ def analyse_file(
     while True:
         x = source.read(block)
         last = source.finished or x.size == 0
-        bad = ~np.isfinite(x)
-        if bad.any():
-            raise AudioInputError(
-                f"{name}: {int(bad.sum())} samples are NaN or infinite (first at sample {pos + int(bad.argmax())})"
-            )
+        check_finite(source, x, pos)
         audible = audible or bool(np.any(x))
         y = rs(x, last=last)
         if y.size:
@@ -90,7 +78,7 @@ def analyse_file(
         if last:
             break
     if not audible:
-        raise AudioInputError(f"{name}: audio is silent (all samples are zero)")
+        raise AudioInputError(f"{source.path}: audio is silent (all samples are zero)")
     f = enc.flush()
     source.rewind()
     out = ClipAnalysis(enc.kit_embedding.copy(), enc.gains.copy(), pos, n_model_samples=n_model)
@@ -98,3 +86,24 @@ def analyse_file(
         out.onset_prob = np.concatenate([*probs, f.onset_prob], axis=1)
         out.velocity = np.concatenate([*vels, f.velocity], axis=1)
     return out
+
+
+def check_length(source: FileSource | ArraySource) -> None:
+    """Raise :class:`AudioInputError` for an empty or too short input (the wording of ``idm separate``)."""
+    name = str(source.path)
+    if source.frames == 0:
+        raise AudioInputError(f"{name}: empty audio (0 samples)")
+    min_n = int(MIN_SECONDS * source.sample_rate)
+    if source.frames < min_n:
+        raise AudioInputError(
+            f"{name}: too short ({source.frames} samples, {source.frames / source.sample_rate * 1000:.1f} ms); at "
+            f"least {MIN_SECONDS * 1000:.0f} ms is needed"
+        )
+
+
+def check_finite(source: FileSource | ArraySource, x: np.ndarray, pos: int) -> None:
+    """Raise :class:`AudioInputError` if block ``x`` (starting at input frame ``pos``) has NaN or infinite samples."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = pos + int(np.argmax(bad.reshape(x.shape[0], -1).any(axis=1)))
+        raise AudioInputError(f"{source.path}: {int(bad.sum())} samples are NaN or infinite (first at sample {first})")

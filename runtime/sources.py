@@ -20,7 +20,8 @@ __all__ = ["ArraySource", "DemoSource", "FileSource", "Resampler", "RingSource",
 
 
 class FileSource:
-    """An audio file (any format libsndfile reads, mono or stereo) read in blocks and downmixed to mono.
+    """An audio file (any format libsndfile reads, mono or stereo) read in blocks: downmixed to mono by
+    :meth:`read`, every channel by :meth:`read_channels`.
 
     Raises :class:`AudioInputError` (one line, naming the file) if it is missing, a folder, unreadable, has a
     sample rate outside :data:`idm.audio.MIN_RATE`..:data:`idm.audio.MAX_RATE` or more than 2 channels, and
@@ -35,14 +36,19 @@ class FileSource:
         self.frames = int(self._f.frames)  #: length in frames at :attr:`sample_rate`
         self.position = 0
 
-    def read(self, n: int) -> np.ndarray:
-        """The next ``n`` frames (fewer at the end, empty after it), mono float32."""
+    def read_channels(self, n: int) -> np.ndarray:
+        """The next ``n`` frames (fewer at the end, empty after it), every channel: float32 ``[m, channels]``."""
         try:
             data = self._f.read(n, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioInputError(f"{self.path}: read error at frame {self.position} ({e})") from None
         check_samples(data, str(self.path), self.position)
         self.position += data.shape[0]
+        return data
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` frames (fewer at the end, empty after it), mono float32."""
+        data = self.read_channels(n)
         if self.channels == 2:
             return (0.5 * (data[:, 0] + data[:, 1])).astype(np.float32)
         return np.ascontiguousarray(data[:, 0])
@@ -81,6 +87,10 @@ class ArraySource:
         out = self._x[self.position : self.position + n]
         self.position += out.size
         return out
+
+    def read_channels(self, n: int) -> np.ndarray:
+        """The next ``n`` frames as ``[m, 1]`` (an array source is mono)."""
+        return self.read(n)[:, None]
 
     @property
     def finished(self) -> bool:

@@ -15,7 +15,8 @@ __all__ = ["StemsWriter"]
 
 
 class StemsWriter:
-    """Writes ``folder/<name>.wav`` (or ``.flac``) for the 9 classes or the 5 groups, one mono file per stem.
+    """Writes ``folder/<name>.wav`` (or ``.flac``) for the 9 classes or the 5 groups, one file per stem (mono or
+    ``channels``).
 
     The processor's output sample ``t`` is the input at ``t - latency``: the first ``latency`` samples
     are dropped, the rest is resampled to ``out_rate`` (soxr stream, delay-compensated, so sample ``i``
@@ -36,6 +37,8 @@ class StemsWriter:
         soxr quality of the resampler (``VHQ`` for files, lower for live recordings).
     subtype, extension
         libsndfile sample format and file type of the stems (see :mod:`idm.runtime.audio_format`).
+    channels
+        Channels per file: :meth:`write` then takes ``[9, channels, n]`` (stereo masked stems).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class StemsWriter:
         quality: str = "VHQ",
         subtype: str = "FLOAT",
         extension: str = "wav",
+        channels: int = 1,
     ) -> None:
         from idm.classes import CLASSES
 
@@ -56,48 +60,56 @@ class StemsWriter:
         self.names = CLASSES if stems == 9 else GROUPS
         self.latency = int(latency)
         self.out_rate = int(out_rate)
+        self.channels = int(channels)
         self._group = None if stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
         self._files = [
-            sf.SoundFile(str(Path(folder) / f"{n}.{extension}"), "w", self.out_rate, 1, subtype=subtype)
+            sf.SoundFile(str(Path(folder) / f"{n}.{extension}"), "w", self.out_rate, self.channels, subtype=subtype)
             for n in self.names
         ]
         self._rs: Any = None
+        self._width = len(self.names) * self.channels  # interleaved columns: stem-major, then channel
         if out_rate != model_rate:
             import soxr
 
-            self._rs = soxr.ResampleStream(model_rate, out_rate, len(self.names), dtype="float32", quality=quality)
+            self._rs = soxr.ResampleStream(model_rate, out_rate, self._width, dtype="float32", quality=quality)
         self.written = 0  #: frames written per file at ``out_rate``
         self.closed = False
 
     def _grouped(self, stems: np.ndarray) -> np.ndarray:
         if self._group is None:
             return stems
-        out = np.zeros((len(GROUPS), stems.shape[-1]), dtype=np.float32)
+        out = np.zeros((len(GROUPS), *stems.shape[1:]), dtype=np.float32)
         np.add.at(out, self._group, stems)
         return out
 
     def _emit(self, frames: np.ndarray, limit: int | None) -> None:
-        """Write ``frames`` ``[n, S]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
+        """Write ``frames`` ``[S, channels, n]`` (at ``out_rate``), at most up to ``limit`` frames in total."""
         if limit is not None:
-            frames = frames[: max(0, limit - self.written)]
-        if frames.shape[0] == 0:
+            frames = frames[..., : max(0, limit - self.written)]
+        if frames.shape[-1] == 0:
             return
-        for i, f in enumerate(self._files):
-            f.write(frames[:, i])
-        self.written += frames.shape[0]
+        for f, x in zip(self._files, frames, strict=True):
+            f.write(x[0] if self.channels == 1 else np.ascontiguousarray(x.T))
+        self.written += frames.shape[-1]
+
+    def _resampled(self, planar: np.ndarray, last: bool = False) -> np.ndarray:
+        """``[S, channels, n]`` through the resampler (one interleaved stream): ``[S, channels, m]``."""
+        out = self._rs.resample_chunk(np.ascontiguousarray(planar.reshape(self._width, -1).T), last=last)
+        return np.asarray(out).T.reshape(-1, self.channels, out.shape[0])
 
     def write(self, start: int, stems: np.ndarray, limit: int | None = None) -> None:
-        """Add processor output ``stems`` ``[9, n]`` whose first sample is output sample ``start``."""
+        """Add processor output ``stems`` ``[9, n]`` (or ``[9, channels, n]``) whose first sample is ``start``."""
         n = stems.shape[-1]
         skip = min(n, max(0, self.latency - start))
         if skip == n:
             return
-        block = np.ascontiguousarray(self._grouped(stems[:, skip:]).T)
+        block = self._grouped(stems.reshape(stems.shape[0], self.channels, n)[..., skip:])
         if not np.isfinite(block).all():  # the input gate refuses NaN/inf/huge input: this is a broken model
-            at = start + skip + int(np.argmax(~np.isfinite(block).all(axis=1)))
+            bad = ~np.isfinite(block).all(axis=(0, 1))
+            at = start + skip + int(np.argmax(bad))
             raise OutputError(f"stems: the model produced NaN or infinite samples (output sample {at})")
         if self._rs is not None:
-            block = self._rs.resample_chunk(block)
+            block = self._resampled(block)
         self._emit(block, limit)
 
     def close(self, length: int | None = None) -> None:
@@ -106,10 +118,10 @@ class StemsWriter:
             return
         try:
             if self._rs is not None:
-                tail = self._rs.resample_chunk(np.zeros((0, len(self.names)), dtype=np.float32), last=True)
+                tail = self._resampled(np.zeros((len(self.names), self.channels, 0), dtype=np.float32), last=True)
                 self._emit(tail, length)
             if length is not None and self.written < length:
-                self._emit(np.zeros((length - self.written, len(self.names)), dtype=np.float32), length)
+                self._emit(np.zeros((len(self.names), self.channels, length - self.written), np.float32), length)
         finally:
             for f in self._files:
                 f.close()

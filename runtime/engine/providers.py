@@ -45,13 +45,20 @@ def _installed(dist: str) -> bool:
 
 
 def make_session(
-    path: str, threads: int = 1, providers: list[str] | None = None, strict: bool = False, arena: bool = True
+    path: str,
+    threads: int = 1,
+    providers: list[str] | None = None,
+    strict: bool = False,
+    arena: bool = True,
+    spinning: bool = True,
 ) -> Any:
     """An onnxruntime session with ``threads`` intra-op threads.
 
     With ``strict``, a session that silently fell back from the first provider (e.g. CUDA listed but no GPU)
     raises :class:`ConfigError`. ``arena=False`` hands the memory of a run back when it ends (for a graph
     run once, such as the synthesizer offline, instead of keeping its peak in the CPU arena).
+    ``spinning=False`` lets idle intra-op threads sleep instead of busy-waiting: less CPU burnt for batch work
+    on a shared machine, at the cost of a little wake-up latency (keep it on for real-time blocks).
     """
     import onnxruntime as ort
 
@@ -61,6 +68,8 @@ def make_session(
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     so.enable_cpu_mem_arena = arena
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     want = providers or [PROVIDERS["cpu"]]
     try:
         sess = ort.InferenceSession(path, so, providers=want)
