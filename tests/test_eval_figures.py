@@ -192,3 +192,15 @@ def test_mixed_inputs_say_which_systems_have_error_bars(rng: np.random.Generator
     assert res.exit_code == 0 and "error bars for 2 of 4 systems" in res.output, res.output
     only_md = load_scores([tmp_path / "b.md"])
     assert caption(only_md).startswith("No error bars")
+
+
+def test_the_stored_per_clip_results_give_the_reports_numbers_with_intervals() -> None:
+    per_clip = load_scores([ROOT / "docs/eval/official-and-bounds-3kits.json"], 500)
+    report = load_scores([ROOT / "docs/eval/official-and-bounds-3kits.md"])
+    assert per_clip.sets == report.sets and per_clip.has_intervals
+    for a, b in zip(per_clip.scores, report.scores, strict=True):
+        for key, v in a.headline.items():
+            assert round(v.value, 2) == pytest.approx(b.headline[key].value, abs=0.006)
+            assert v.lo <= v.value <= v.hi
+    official = next(s for s in per_clip.scores if s.system == "official" and s.set == "seen")
+    assert round(official.headline["f50_groups"].value, 3) == 0.536  # the seen set of docs/eval/official-and-bounds.md
