@@ -15,9 +15,24 @@ Life cycle
 >>> engine.close()                         # stops the background one-shot bank thread
 
 ``process`` runs in the host's processing thread, not in a real-time audio callback: it calls
-onnxruntime once per encoder frame. In steady state it allocates no array memory (preallocated buffers,
-``tests/test_engine_api.py`` proves it with :mod:`tracemalloc`); the returned stems are a view that is valid
-until the next call. Parts, one module each: ``bundle`` (load and verify), ``frontend`` (log-mel),
+onnxruntime once per call that completes encoder frames. The returned stems are a view that is valid until
+the next call.
+
+Allocation guarantee: after ``prepare(max_block)`` and the stream's first ``n_fft`` samples (and onnxruntime's
+first runs), ``process`` allocates no numpy array memory, for every stems mode (``none``, ``synth``,
+``masked``) and any block of float32 mono samples of at most ``max_block`` (empty blocks included), on the CPU
+provider with numpy >= 2.0: work buffers are sized in ``prepare``, numpy works in place (``out=``), and the
+encoder runs through an onnxruntime IOBinding onto preallocated inputs, outputs and state. What a call still
+creates is Python objects: the :class:`ProcessedBlock`, its list of :class:`NoteEvent` (one per due hit) and
+array views (a few KB in all, freed when dropped). ``tests/test_engine_api.py`` proves it over thousands of
+blocks per mode with :mod:`tracemalloc` and an exact count of numpy's allocations. Not covered: blocks above
+``max_block`` (cut in pieces; the stems are concatenated into a new array), input that is not float32 (one
+conversion), other providers (CUDA: ``session.run`` returns new arrays), :meth:`flush`, :meth:`reset` and
+:meth:`prepare`, and the bank refresher's thread (a new bank is a new array, made off the processing thread;
+the swap is one reference assignment; the call that posts a moved kit embedding to it copies those 12 floats).
+onnxruntime's own work memory lives in its arena, outside numpy.
+
+Parts, one module each: ``bundle`` (load and verify), ``frontend`` (log-mel),
 ``encoder`` (onnxruntime session and state), ``peaks`` (picker), ``bank`` (one-shot bank, refreshed in the
 background), ``voices`` (overlap-add of one-shots), ``wiener`` (masked stems), ``providers`` (CPU/CUDA).
 """

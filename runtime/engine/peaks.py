@@ -103,8 +103,43 @@ class StreamingPeakPicker:
         self.k = n_classes
         self._head = max(params.pre_max, params.pre_avg)  # frames kept before the frame being decided
         self._tail = max(params.post_max, params.post_avg)
-        self._buf = np.zeros((n_classes, 1024), dtype=np.float64)
+        self._set_buf(np.zeros((n_classes, 1024), dtype=np.float64))
+        self._count = np.array(float(params.pre_avg + params.post_avg))  # window length, a 0-d operand
+        self._any = np.zeros((), dtype=bool)
+        self._work = 0
+        self._ensure_work(64)
         self.reset()
+
+    def _set_buf(self, buf: np.ndarray) -> None:
+        """Use ``buf`` as the frame buffer: a scratch buffer of its size and its averaging windows (a view)."""
+        self._buf = buf
+        self._scratch = np.zeros_like(buf)
+        self._avg_windows = sliding_window_view(buf, self.p.pre_avg + self.p.post_avg, axis=-1)
+
+    def _ensure_work(self, frames: int) -> None:
+        """Work buffers of the allocation-free path for up to ``frames`` decided frames per call."""
+        if frames <= self._work:
+            return
+        k = self.k
+        self._w_max = np.zeros(k * frames, dtype=np.float64)
+        self._w_thr = np.zeros(k * frames, dtype=np.float64)
+        self._w_c1 = np.zeros(k * frames, dtype=bool)
+        self._w_c2 = np.zeros(k * frames, dtype=bool)
+        self._ks = np.zeros(k * frames, dtype=np.int64)
+        self._js = np.zeros(k * frames, dtype=np.int64)
+        # per-class delta and threshold repeated over the frames (a broadcast operand would buffer the loop)
+        self._delta_rep = np.repeat(np.asarray(self.p.delta, np.float64)[:, None], frames, axis=1)
+        self._thr_rep = np.repeat(np.asarray(self.p.threshold, np.float64)[:, None], frames, axis=1)
+        self._work = frames
+
+    def prepare(self, max_frames: int) -> None:
+        """Preallocate for calls of up to ``max_frames`` frames: :meth:`process_view` then allocates nothing."""
+        self._ensure_work(max_frames + self.p.delay + 1)
+        cols = 2 * (max_frames + self._head + self._tail + 8)
+        if cols > self._buf.shape[1]:
+            new = np.zeros((self.k, cols), dtype=np.float64)
+            new[:, : self._len] = self._buf[:, : self._len]
+            self._set_buf(new)
 
     def reset(self) -> None:
         """Forget the stream."""
@@ -120,17 +155,62 @@ class StreamingPeakPicker:
         need = self._len + m
         if need > self._buf.shape[1]:
             keep = self._next - self._head - self._base  # columns no longer needed
-            if keep > 0:
-                self._buf[:, : self._len - keep] = self._buf[:, keep : self._len]
+            if keep > 0:  # shift through the scratch buffer (an overlapping copy would allocate)
+                n = self._len - keep
+                np.copyto(self._scratch[:, :n], self._buf[:, keep : self._len])
+                np.copyto(self._buf[:, :n], self._scratch[:, :n])
                 self._len -= keep
                 self._base += keep
                 need -= keep
             if need > self._buf.shape[1]:
                 new = np.zeros((self.k, max(need, 2 * self._buf.shape[1])), dtype=np.float64)
                 new[:, : self._len] = self._buf[:, : self._len]
-                self._buf = new
-        self._buf[:, self._len : need] = x
+                self._set_buf(new)
+        np.copyto(self._buf[:, self._len : need], x)  # casts to float64 without a temporary
         self._len = need
+
+    def _decide_steady(self, lo: int, hi: int) -> int:
+        """:meth:`_decide` without allocating, for frames whose windows lie inside the clip and the buffer.
+
+        Same operations on the same float64 values (window max, window sum / count + delta), so the same
+        decisions; the peaks go to ``_ks[:n]``, ``_js[:n]``, and ``n`` is returned.
+        """
+        p, k = self.p, self.k
+        t = hi - lo
+        self._ensure_work(t)
+        i0 = lo - self._base
+        buf = self._buf
+        x = buf[:, i0 : i0 + t]
+        mx = self._w_max[: k * t].reshape(k, t)
+        np.copyto(mx, buf[:, i0 - p.pre_max : i0 - p.pre_max + t])
+        for d in range(1, p.pre_max + p.post_max):  # window max (exact in any order)
+            np.maximum(mx, buf[:, i0 - p.pre_max + d : i0 - p.pre_max + d + t], out=mx)
+        thr = self._w_thr[: k * t].reshape(k, t)
+        windows = self._avg_windows[:, i0 - p.pre_avg : i0 - p.pre_avg + t]  # the windows of _decide's sums
+        np.add.reduce(windows, axis=-1, out=thr)  # as .sum(axis=-1)
+        np.divide(thr, self._count, out=thr)  # counts are the full window inside the clip
+        np.add(thr, self._delta_rep[:, :t], out=thr)
+        c1 = self._w_c1[: k * t].reshape(k, t)
+        c2 = self._w_c2[: k * t].reshape(k, t)
+        np.equal(x, mx, out=c1)
+        np.greater_equal(x, thr, out=c2)
+        np.logical_and(c1, c2, out=c1)
+        np.greater_equal(x, self._thr_rep[:, :t], out=c2)
+        np.logical_and(c1, c2, out=c1)
+        np.any(c1, out=self._any)
+        if not self._any:
+            return 0
+        n = 0
+        last = self._last
+        for j_rel in range(t):  # few candidates: refractory in time order, classes in order
+            j = lo + j_rel
+            for kk in range(k):
+                if c1[kk, j_rel] and j - last[kk] > p.wait:
+                    last[kk] = j
+                    self._ks[n] = kk
+                    self._js[n] = j
+                    n += 1
+        return n
 
     def _decide(self, lo: int, hi: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Decide frames ``[lo, hi)``; ``end`` is the clip length once known (truncates the right windows)."""
@@ -168,12 +248,28 @@ class StreamingPeakPicker:
 
     def process(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed ``[K, m]`` probabilities of the next frames; returns ``(classes, frames)`` of final peaks."""
+        ks, js = self.process_view(probs)
+        return ks.copy(), js.copy()
+
+    def process_view(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`process`, returning views valid until the next call; allocates nothing in steady state.
+
+        Steady state: after :meth:`prepare`, once the first ``max(pre_max, pre_avg)`` frames are decided.
+        """
         probs = np.asarray(probs)
         if probs.shape[1]:
-            self._append(probs.astype(np.float64))
+            self._append(probs)
             self._n += probs.shape[1]
         hi = self._n - self.p.delay
-        out = self._decide(self._next, hi, None)
+        lo = self._next
+        p = self.p
+        if hi <= lo:
+            out = self._ks[:0], self._js[:0]
+        elif lo - max(p.pre_max, p.pre_avg) >= 0 and hi + self._tail - 1 - self._base <= self._len:
+            n = self._decide_steady(lo, hi)
+            out = self._ks[:n], self._js[:n]
+        else:  # the clip's first frames: windows truncated at the start
+            out = self._decide(lo, hi, None)
         self._next = max(self._next, hi)
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,6 @@ from idm.runtime.engine.voices import VoiceEngine
 from idm.runtime.engine.wiener import StreamingWiener
 
 from idm.errors import AudioInputError, ConfigError
-from idm.midi import to_midi_velocity
 
 __all__ = ["NoteEvent", "ProcessedBlock", "ProcessorConfig", "StreamProcessor"]
 
@@ -77,6 +77,11 @@ class ProcessedBlock:
     start: int
     events: list[NoteEvent]
     stems: np.ndarray | None
+
+
+def _midi_velocity(v: float) -> int:
+    """:func:`idm.midi.to_midi_velocity` of one value, without arrays (``round`` is ``rint``: half to even)."""
+    return int(min(max(round(v / 2.0 * 127.0), 1), 127))
 
 
 class _DelayLine:
@@ -182,6 +187,9 @@ class StreamProcessor:
             raise ConfigError(f"max_block must be at least 1, got {max_block}")
         k, cfg = len(self.class_names), self.config
         self._max_block = int(max_block)
+        self.encoder.frontend.prepare(self._max_block)
+        self.encoder.prepare(self._max_block // self.hop + 2)
+        self.picker.prepare(self._max_block // self.hop + 2)
         self.voices = VoiceEngine(k, self.bank_synth.length, self._max_block) if cfg.stems != "none" else None
         self._mix_delay = _DelayLine(self.detect_latency, self._max_block) if cfg.stems == "masked" else None
         frames = max(1, self.picker_params.delay) + self._max_block // self.hop + 2 * self.encoder.lookahead + 64
@@ -189,6 +197,13 @@ class StreamProcessor:
         self._vel = np.zeros((k, self._vel_size), dtype=np.float32)
         self._prob = np.zeros((k, self._vel_size), dtype=np.float32)  # onset probabilities, same ring as _vel
         self._stems_out = np.zeros((k, self._max_block), dtype=np.float32)
+        if self.wiener is not None:
+            self.wiener.prepare(self._max_block)
+        # scalars of the finite-input check and the kit-distance test, written in place
+        self._lo, self._hi = np.zeros((), np.float32), np.zeros((), np.float32)
+        self._kit_diff = np.zeros_like(self._kit0)
+        self._kit_dist = np.zeros((), np.float32)
+        self._requested = self._kit0.copy()
         self.reset()
 
     @property
@@ -218,7 +233,7 @@ class StreamProcessor:
             self._mix_delay.reset()
         self.kit_embedding = self._kit0.copy()
         self.gains = self._gains0.copy()
-        self._requested = self._kit0.copy()
+        self._requested[...] = self._kit0
         self._pending: deque[NoteEvent] = deque()
         self.samples_in = 0
         self.samples_out = 0
@@ -264,39 +279,44 @@ class StreamProcessor:
         if version != self._bank_version:  # swap in the finished bank (one reference assignment)
             self._bank, self._bank_version = bank, version
             self.bank_updates += 1
-        if float(np.abs(self.kit_embedding - self._requested).sum()) > self.config.kit_tolerance:
-            self._requested = self.kit_embedding.copy()
+        d = self._kit_diff  # L1 distance |kit - requested|, without temporaries
+        np.subtract(self.kit_embedding, self._requested, out=d)
+        np.abs(d, out=d)
+        np.add.reduce(d, out=self._kit_dist)
+        if float(self._kit_dist) > self.config.kit_tolerance:
+            np.copyto(self._requested, self.kit_embedding)
             r.request(self._requested)
 
     def _hits(self, ks: np.ndarray, js: np.ndarray) -> None:
-        """Turn picked peaks into voices and pending events."""
-        if ks.size == 0:
-            return
-        vel = self._vel[ks, js % self._vel_size]
-        prob = self._prob[ks, js % self._vel_size]
-        midi = to_midi_velocity(vel)
-        for i in np.argsort(js, kind="stable"):
+        """Turn picked peaks (in time order, as the picker gives them) into voices and pending events."""
+        for i in range(ks.shape[0]):
             k, j = int(ks[i]), int(js[i])
+            v = self._vel[k, j % self._vel_size]  # float32 scalar
             start = j * self.hop + self.detect_latency
             if self.voices is not None:
                 shot = self._bank[k]
                 pos = self.voices.position
-                amp = np.float32(vel[i]) * self.gains[k]
+                amp = v * self.gains[k]
                 if start >= pos:
                     self.voices.trigger(k, start, shot, float(amp))
                 elif start + shot.shape[0] > pos:  # only a causal model's frame 0: start late, sample-exact tail
                     self.voices.trigger(k, pos, shot[pos - start :], float(amp))
             due = max(start + self.latency - self.detect_latency, self.samples_out)
-            self._pending.append(NoteEvent(k, int(self.notes[k]), int(midi[i]), due, float(prob[i])))
+            p = float(self._prob[k, j % self._vel_size])
+            self._pending.append(NoteEvent(k, int(self.notes[k]), _midi_velocity(float(v)), due, p))
 
     def _analyse(self, frames_first: int, probs: np.ndarray, vel: np.ndarray, flush: bool) -> None:
         m = probs.shape[1]
-        if m:
-            idx = (frames_first + np.arange(m)) % self._vel_size
-            self._vel[:, idx] = vel
-            self._prob[:, idx] = probs
+        if m:  # velocities and probabilities into their rings (two slice copies at the wrap)
+            a = frames_first % self._vel_size
+            first = min(m, self._vel_size - a)
+            self._vel[:, a : a + first] = vel[:, :first]
+            self._prob[:, a : a + first] = probs[:, :first]
+            if first < m:
+                self._vel[:, : m - first] = vel[:, first:]
+                self._prob[:, : m - first] = probs[:, first:]
         self._update_kit()
-        ks, js = self.picker.process(probs)
+        ks, js = self.picker.process_view(probs)
         self._hits(ks, js)
         if flush:
             ks, js = self.picker.flush()
@@ -315,11 +335,12 @@ class StreamProcessor:
         n = synth.shape[1]
         mix = self._mix_delay.process(x)
         out = self._stems_out[:, :n]
-        out[...] = 0.0
         p0 = self.samples_out
         skip = max(0, min(n, self.detect_latency - p0))  # before the clip starts on the Wiener's timeline
+        if skip:
+            out[:, :skip].fill(0.0)
         if skip < n:
-            out[:, skip:] = self.wiener.process(mix[skip:], synth[:, skip:])
+            self.wiener.process(mix[skip:], synth[:, skip:], out=out[:, skip:])
         return out
 
     def _process_chunk(self, x: np.ndarray) -> tuple[list[NoteEvent], np.ndarray | None]:
@@ -339,9 +360,12 @@ class StreamProcessor:
         if self._flushed:
             raise RuntimeError("process() after flush(): call reset() to start a new stream")
         x = np.asarray(block, dtype=np.float32).reshape(-1)
-        if not np.isfinite(x).all():
-            bad = int(np.flatnonzero(~np.isfinite(x))[0])
-            raise AudioInputError(f"non-finite sample at input sample {self.samples_in + bad}")
+        if x.shape[0]:  # finite iff its min and max are (NaN propagates, inf is the max or the min): no temporary
+            np.minimum.reduce(x, out=self._lo)
+            np.maximum.reduce(x, out=self._hi)
+            if not (math.isfinite(float(self._lo)) and math.isfinite(float(self._hi))):
+                bad = int(np.flatnonzero(~np.isfinite(x))[0])
+                raise AudioInputError(f"non-finite sample at input sample {self.samples_in + bad}")
         start = self.samples_out
         if x.shape[0] <= self._max_block:
             events, stems = self._process_chunk(x)

@@ -32,6 +32,8 @@ class VoiceEngine:
         self.max_block = max_block
         self._ring = np.zeros((n_classes, size), dtype=np.float32)
         self._out = np.zeros((n_classes, max_block), dtype=np.float32)
+        self._scaled = np.zeros(max_length, dtype=np.float32)  # amplitude * one-shot, reused by every hit
+        self._amp = np.zeros((), dtype=np.float32)  # the amplitude as a 0-d operand (no conversion per hit)
         self.reset()
 
     def reset(self) -> None:
@@ -49,9 +51,14 @@ class VoiceEngine:
         a = start % self.capacity
         first = min(n, self.capacity - a)
         row = self._ring[cls]
-        row[a : a + first] += np.float32(amplitude) * shot[:first]
+        if n > self._scaled.shape[0]:
+            self._scaled = np.zeros(n, dtype=np.float32)
+        scaled = self._scaled[:n]
+        self._amp[()] = amplitude  # rounded to float32, as ``np.float32(amplitude)``
+        np.multiply(shot, self._amp, out=scaled)
+        np.add(row[a : a + first], scaled[:first], out=row[a : a + first])
         if first < n:
-            row[: n - first] += np.float32(amplitude) * shot[first:]
+            np.add(row[: n - first], scaled[first:], out=row[: n - first])
 
     def read(self, n: int) -> np.ndarray:
         """The next ``n`` samples ``[K, n]`` (a view into a reused buffer), cleared in the ring afterwards."""
@@ -61,9 +68,9 @@ class VoiceEngine:
         first = min(n, self.capacity - a)
         out = self._out[:, :n]
         out[:, :first] = self._ring[:, a : a + first]
-        self._ring[:, a : a + first] = 0.0
+        self._ring[:, a : a + first].fill(0.0)
         if first < n:
             out[:, first:] = self._ring[:, : n - first]
-            self._ring[:, : n - first] = 0.0
+            self._ring[:, : n - first].fill(0.0)
         self.position += n
         return out
