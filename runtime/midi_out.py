@@ -118,7 +118,7 @@ class MidiPort:
     virtual_name: str = DEFAULT_PORT_NAME
     client_name: str = CLIENT_NAME
 
-    watch_seconds: float = 0.1  #: how often an existing port's presence is checked (0: never)
+    watch_seconds: float = 0.25  #: how often an existing port's presence is checked (0: never)
 
     def __post_init__(self) -> None:
         self._out: Any = None
