@@ -98,6 +98,18 @@ def _prepare_out(out: Path, force: bool) -> None:
         )
 
 
+def weights_sha256(model: InverseDrumMachine) -> str:
+    """sha256 over the model's parameters and buffers (names, shapes, dtypes, bytes; in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        a = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(a.shape)}:{a.dtype};".encode())
+        h.update(a.view(-1).view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+    return h.hexdigest()
+
+
 def export_model(
     model: InverseDrumMachine,
     out: str | Path,
@@ -110,9 +122,12 @@ def export_model(
     """Export a loaded model to a bundle folder ``out``; returns its path.
 
     Everything is written to a temporary sibling folder first and renamed at the end, so a failure never
-    leaves a half-written bundle.
+    leaves a half-written bundle. Without ``source_sha256`` (a model that was not loaded from a file) the
+    manifest records the sha256 of the model's weights instead.
     """
     opts = opts or ExportOptions()
+    if not source_sha256:
+        source_sha256 = weights_sha256(model)
     out = Path(out)
     say = progress or (lambda _msg: None)
     model = model.eval()
