@@ -228,8 +228,9 @@ def separate(
                                  progress=view.file_progress if view.live else None, debug=debug)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: an unfinished output is removed, never half-written
         left = [p for p in inputs if p not in finished]
-        _fail(f"interrupted: {len(left)} input(s) not separated, from {left[0]} on (the outputs listed are complete)"
-              if left else "interrupted")  # fmt: skip
+        more = f"; {len(left) - 1} more not started" if len(left) > 1 else ""
+        _fail(f"interrupted: {left[0]} was not separated (nothing written for it{more}; the outputs listed are "
+              "complete)" if left else "interrupted")  # fmt: skip
         raise typer.Exit(130) from None
     failed = sum(o.error is not None for o in outcomes)
     if failed:

@@ -94,8 +94,10 @@ class StemsWriter:
 
     def _resampled(self, planar: np.ndarray, last: bool = False) -> np.ndarray:
         """``[S, channels, n]`` through the resampler (one interleaved stream): ``[S, channels, m]``."""
-        out = self._rs.resample_chunk(np.ascontiguousarray(planar.reshape(self._width, -1).T), last=last)
-        return np.asarray(out).T.reshape(-1, self.channels, out.shape[0])
+        n_stems = self._width // self.channels
+        flat = planar.reshape(self._width, planar.shape[-1])  # explicit sizes: an empty block reshapes too
+        out = np.asarray(self._rs.resample_chunk(np.ascontiguousarray(flat.T), last=last))
+        return out.T.reshape(n_stems, self.channels, out.shape[0])
 
     def write(self, start: int, stems: np.ndarray, limit: int | None = None) -> None:
         """Add processor output ``stems`` ``[9, n]`` (or ``[9, channels, n]``) whose first sample is ``start``."""
