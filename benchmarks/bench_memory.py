@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from bench_separate import timed  # one process measurement for both benchmarks
 
 
 def tile_loop(path: Path, seconds: float, rate: int = 44100, loop_seconds: float = 8.0) -> None:
@@ -35,18 +34,6 @@ def tile_loop(path: Path, seconds: float, rate: int = 44100, loop_seconds: float
             done += n
 
 
-def measure(cmd: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, nargs="+", default=[10 / 60, 10.0, 120.0])
@@ -61,7 +48,7 @@ def main() -> None:
             tile_loop(wav, minutes * 60)
             cmd = [sys.executable, "-m", "idm", "separate", str(wav), "-o", str(Path(tmp) / "out"), "--threads",
                    str(args.threads), "-q", "--force"]  # fmt: skip
-            wall, cpu, rss = measure(cmd)
+            wall, cpu, rss = timed(cmd)
             rows.append((minutes, wall, cpu, rss))
             print(f"{minutes:g} min: wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MiB", flush=True)
             wav.unlink()
