@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from idm.cliopts import OneLineGroup, number
+from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineGroup, StemFormat, number
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
 from idm.runtime.sonify import DEFAULT_SONIFY_KIT
@@ -144,16 +144,9 @@ def separate(
             "drum, e.g. 'crash=0.6,hihat_open=0.7' (higher: fewer notes). Default: the model's tuned values."
         ),
     ] = None,
-    note_length: Annotated[
-        float,
-        typer.Option(
-            help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
-        ),
-    ] = 50.0,
-    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
-    note_map: Annotated[
-        str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
-    ] = "gm",
+    note_length: NoteLength = 50.0,
+    midi_channel: MidiChannel = 10,
+    note_map: NoteMap = "gm",
     midi_tempo: Annotated[
         float, typer.Option(help="Tempo of the MIDI file in BPM (notes keep their seconds).", callback=number(20, 400))
     ] = 120.0,
@@ -177,9 +170,7 @@ def separate(
             help="Kit of --sonify: a name from `idm data kits`, a Hydrogen kit folder, .sf2 or sample folder."
         ),
     ] = DEFAULT_SONIFY_KIT,
-    format: Annotated[
-        str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
-    ] = "float",
+    format: StemFormat = "float",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Files separated at once, each in its own process.")] = 1,
     force: Annotated[bool, typer.Option(help="Replace existing output folders.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, no result lines.")] = False,

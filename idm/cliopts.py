@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -89,3 +89,20 @@ def number(
         return value
 
     return check
+
+
+# ---- options shared by `idm separate` and `idm-live` (one declaration, the same help and ranges) ---------------
+
+NoteLength = Annotated[
+    float,
+    typer.Option(
+        help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
+    ),
+]
+MidiChannel = Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")]
+NoteMap = Annotated[
+    str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
+]
+StemFormat = Annotated[
+    str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
+]

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from idm.runtime.sonify import DEFAULT_SONIFY_KIT
 
-from idm.cliopts import OneLineCommand, number
+from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineCommand, StemFormat, number
 from idm.errors import IDMError
 from idm.version import print_version
 
@@ -172,16 +172,9 @@ def live(
     port_name: Annotated[
         str | None, typer.Option(help="Name of the virtual MIDI port (default 'IDM Drums'); one per instance.")
     ] = None,
-    note_length: Annotated[
-        float,
-        typer.Option(
-            help="MIDI note length in ms (a note also ends at the next hit of its drum).", callback=number(1, 10000)
-        ),
-    ] = 50.0,
-    midi_channel: Annotated[int, typer.Option(help="MIDI channel of the notes, 1-16 (10: General MIDI drums).")] = 10,
-    note_map: Annotated[
-        str, typer.Option(help="Notes per drum: gm, td (Roland V-Drums toms 48/45/43), or a YAML file 'tom_mid: 45'.")
-    ] = "gm",
+    note_length: NoteLength = 50.0,
+    midi_channel: MidiChannel = 10,
+    note_map: NoteMap = "gm",
     midi_tempo: Annotated[
         float,
         typer.Option(help="Tempo of recorded MIDI files in BPM (notes keep their seconds).", callback=number(20, 400)),
@@ -214,9 +207,7 @@ def live(
     sonify_kit: Annotated[
         str, typer.Option(help="Kit of --sonify: a name (idm data kits), a Hydrogen kit folder, .sf2 or folder.")
     ] = DEFAULT_SONIFY_KIT,
-    format: Annotated[
-        str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
-    ] = "float",
+    format: StemFormat = "float",
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
     version: Annotated[
