@@ -52,6 +52,8 @@ start)
   if [ ! -d /root/idm ]; then
     mkdir -p /root/idm && tar --exclude=./.venv --exclude=./.git -cf - . | tar -xf - -C /root/idm
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /root/idm/.whl/*.whl
+    # idm.runtime and idm.export live in runtime/ and export/ (a package-dir mapping of the editable install)
+    ln -sfn /root/idm/runtime /root/idm/idm/runtime && ln -sfn /root/idm/export /root/idm/idm/export
   fi
   RUN=/root/runs/$NAME
   if [ ! -f "$RUN/last.ckpt" ] && [ -f "/root/idm/resume/$NAME/last.ckpt" ]; then

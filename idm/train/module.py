@@ -325,7 +325,9 @@ class IDMTrainingModule(L.LightningModule):
         return t.cpu().numpy().astype(x.dtype)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.device.type == "cuda"  # one kernel for the whole update; the same state (resumable either way)
+        # One kernel for the whole update on CUDA (the same state: resumable either way). Lightning refuses
+        # gradient clipping with a fused optimizer under mixed precision, so clipping keeps the foreach one.
+        fused = self.device.type == "cuda" and not self.config.training.grad_clip
         return torch.optim.Adam(self.model.parameters(), lr=self.config.training.lr, fused=fused)
 
     # --- checkpoint state beyond the weights ------------------------------------------------------
