@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from idm.runtime.live import LiveSession
 from idm.runtime.outputs import MidiRecorder, OutputFolder, check_output_file
 from idm.runtime.scheduler import Clock, MidiScheduler, MonotonicClock
@@ -86,8 +87,14 @@ def _check(o: LiveOptions) -> None:
         check_output_file(o.midi_file, o.force)  # now, not at the end of the take
     if o.extras is not None and o.extras.activations and o.kind != "file":
         raise IDMError("--save-activations needs a file input (the whole clip's onset probabilities)")
+    if o.extras is not None and o.extras.plot:
+        if o.kind != "file":
+            raise IDMError("--plot needs a file input (it draws the whole clip's onset probabilities)")
+        from idm.torchcheck import require
+
+        require("matplotlib", "--plot", "plot")
     if o.extras is not None and o.extras.any and o.midi_file is None and o.stems_out is None:
-        raise IDMError("--events, --save-activations and --sonify write beside a MIDI file: add --midi-file or "
+        raise IDMError("--events, --save-activations, --sonify and --plot write beside a MIDI file: add --midi-file or "
                        "--stems-out")  # fmt: skip
     if o.extras is not None and o.midi_file is not None and not o.force:
         for p in o.extras.paths(o.midi_file.with_suffix("")):
@@ -145,7 +152,10 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             from idm.runtime.prepass import analyse_file
 
             clip = analyse_file(
-                bundle, file_src, threads=o.threads, collect=o.extras is not None and o.extras.activations
+                bundle,
+                file_src,
+                threads=o.threads,
+                collect=o.extras is not None and (o.extras.activations or o.extras.plot),
             )
             if o.kit in ("auto", "clip") and not o.freeze_kit:
                 kit = clip
@@ -242,7 +252,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         fmt = o.audio_format or DEFAULT_FORMAT
         extras = None
         if o.extras is not None and o.extras.any:
-            extras = _extras_writer(o.extras, style, source, proc, clip if o.kind == "file" else None)
+            label = _bundle_label(o.bundle, bundle.manifest)
+            extras = _extras_writer(o.extras, style, source, proc, clip if o.kind == "file" else None, label)
         folder = None
         writer = None
         if o.stems_out is not None:
@@ -320,7 +331,14 @@ def _bind(extras: Any, recorder: MidiRecorder | None) -> Any:
     return lambda base: extras(base, recorder.onsets)
 
 
-def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any) -> Any:
+def _bundle_label(ref: Any, manifest: dict[str, Any]) -> str:
+    """How a figure names the bundle: the reference given (default: live) and the model's name."""
+    name = manifest.get("source", {}).get("model_name")
+    ref = "live" if ref is None else str(ref)
+    return f"{ref} ({name})" if name and name != ref else ref
+
+
+def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any, label: str = "") -> Any:
     """``write(base, onsets)``: the optional files beside a MIDI file (kit loaded now, before any audio)."""
     from idm.runtime.activations_out import Activations
     from idm.runtime.extras import ExtrasWriter
@@ -334,10 +352,25 @@ def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any) -> A
         return Activations(clip.onset_prob, proc.sample_rate / proc.hop, tuple(proc.class_names), p.delta,
                            p.threshold, clip.velocity)  # fmt: skip
 
+    def piano_roll(onsets: list[Any]) -> Any:
+        path = getattr(source, "path", None)
+        if clip is None or clip.onset_prob is None or path is None:
+            return None
+        from idm.plots import piano_roll_data, waveform_envelope
+
+        rate = proc.sample_rate / proc.hop
+        names = tuple(proc.class_names)
+        ks = np.array([names.index(o.cls) for o in onsets], dtype=np.int64)
+        js = np.array([round(o.time * rate) for o in onsets], dtype=np.int64)  # hits sit on the frame grid
+        p = proc.picker_params
+        title = f"{Path(path).name}: idm-live, bundle {label}, {len(onsets)} hits"
+        return piano_roll_data(title, waveform_envelope(path), clip.onset_prob, rate, ks, js, p.delta, p.threshold,
+                               p.pre_avg, p.post_avg, names)  # fmt: skip
+
     def write(base: Path, onsets: list[Any]) -> list[Path]:
         name = str(getattr(source, "path", "")) or None
         return writer.write(base, onsets, style, source.position, source.sample_rate, activations,
-                            None if name is None else Path(name).name)  # fmt: skip
+                            None if name is None else Path(name).name, piano_roll)  # fmt: skip
 
     return write
 

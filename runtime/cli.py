@@ -31,7 +31,7 @@ Outputs: MIDI notes (GM drums, channel 10) on a virtual port "IDM Drums" (or --m
 existing one, e.g. loopMIDI on Windows; --midi-api jack to use JACK); a MIDI file (--midi-file); stems
 (--stems-out, --format float|wav16|wav24|flac); stems on the output channels (--monitor kick,snare@2,input@1).
 Beside each MIDI file written: note events (--events csv|json|both), the notes played on a sampled kit
-(--sonify), and for a file input the onset probabilities (--save-activations).
+(--sonify), and for a file input the onset probabilities (--save-activations) and a piano roll (--plot).
 
 \b
 Latency: every note leaves a constant LATENCY after its hit entered the input (never "at the end of
@@ -204,6 +204,13 @@ def live(
     sonify: Annotated[
         bool, typer.Option(help="Also write <name>_sonified.wav beside each MIDI file: the notes on a sampled kit.")
     ] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            help="File input: also write <name>.png beside the MIDI file: waveform, onset probabilities per drum "
+            "with the picker's thresholds, and the hits (needs matplotlib: the plot extra)."
+        ),
+    ] = False,
     sonify_kit: Annotated[
         str, typer.Option(help="Kit of --sonify: a name (idm data kits), a Hydrogen kit folder, .sf2 or folder.")
     ] = DEFAULT_SONIFY_KIT,
@@ -231,7 +238,8 @@ def live(
         sensitivity = parse_class_values(delta, "--delta") if delta is not None else None
         style = MidiStyle.of(note_length, midi_channel, note_map, midi_tempo)
         fmt = audio_format(format)
-        extras = ExtraOutputs(parse_event_formats(events), save_activations, sonify_kit if sonify else None, audio=fmt)
+        extras = ExtraOutputs(parse_event_formats(events), save_activations, sonify_kit if sonify else None, audio=fmt,
+                              plot=plot)  # fmt: skip
     except (ValueError, IDMError) as e:
         _fail(str(e))
         raise typer.Exit(1) from None

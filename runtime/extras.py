@@ -1,8 +1,9 @@
-"""The optional files written beside a separation's MIDI file: note events, activations, sonification.
+"""The optional files written beside a separation's MIDI file: note events, activations, sonification, piano roll.
 
 For a MIDI file ``base.mid``: ``base.csv`` / ``base.json`` (``--events``), ``base_activations.npz``
-(``--save-activations``) and ``base_sonified.wav`` (``--sonify``; ``.flac`` with ``--format flac``). Shared by
-``idm separate`` (both backends) and ``idm-live --input FILE``.
+(``--save-activations``), ``base_sonified.wav`` (``--sonify``; ``.flac`` with ``--format flac``) and ``base.png``
+(``idm-live --plot``; ``idm separate --plot`` draws its own). Shared by ``idm separate`` (both backends) and
+``idm-live --input FILE``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import soundfile as sf
 from idm.runtime.activations_out import Activations, write_activations
@@ -20,6 +22,9 @@ from idm.runtime.sonify import Sonifier
 
 from idm.errors import OutputError
 from idm.midi import MidiStyle, Onset
+
+if TYPE_CHECKING:
+    from idm.plots import PianoRoll
 
 __all__ = ["ExtraOutputs", "ExtrasWriter"]
 
@@ -33,10 +38,11 @@ class ExtraOutputs:
     sonify_kit: str | None = None  #: kit of ``<name>_sonified.wav``; None: no sonification
     kits_root: str | None = None  #: where kits are installed (default /usr/share)
     audio: AudioFormat = field(default=DEFAULT_FORMAT)  #: format of the sonification
+    plot: bool = False  #: ``<name>.png``: the piano roll (waveform, onset probabilities, thresholds, hits)
 
     @property
     def any(self) -> bool:
-        return bool(self.events) or self.activations or self.sonify_kit is not None
+        return bool(self.events) or self.activations or self.sonify_kit is not None or self.plot
 
     def paths(self, base: str | Path) -> list[Path]:
         """The files written for MIDI file ``base.mid`` (``base`` without suffix)."""
@@ -46,6 +52,8 @@ class ExtraOutputs:
             out.append(base.with_name(f"{base.name}_activations.npz"))
         if self.sonify_kit is not None:
             out.append(base.with_name(self.audio.filename(f"{base.name}_sonified")))
+        if self.plot:
+            out.append(base.with_name(f"{base.name}.png"))
         return out
 
 
@@ -71,6 +79,7 @@ class ExtrasWriter:
         sample_rate: int,
         activations: Callable[[], Activations | None] | None = None,
         source: str | None = None,
+        piano_roll: Callable[[list[Onset]], PianoRoll | None] | None = None,
     ) -> list[Path]:
         """Write the files beside ``base.mid``; returns them.
 
@@ -88,6 +97,8 @@ class ExtrasWriter:
             Returns the onset probabilities (called only with ``activations`` on).
         source
             The input's name, recorded in the JSON events.
+        piano_roll
+            Returns the piano roll of these onsets (called only with ``plot`` on).
         """
         cfg = self.config
         base = Path(base)
@@ -110,4 +121,11 @@ class ExtrasWriter:
                 if tmp.exists():
                     tmp.unlink()
             written.append(path)
+        if cfg.plot:
+            roll = piano_roll(onsets) if piano_roll is not None else None
+            if roll is None:
+                raise OutputError(f"{base}: no onset probabilities to draw (--plot)")
+            from idm.plots import write_piano_roll
+
+            written.append(write_piano_roll(roll, base.with_name(f"{base.name}.png")))
         return written

@@ -215,3 +215,52 @@ def test_checkpoint_roll_draws_the_separations_analysis_and_given_hits(loop_wav:
     assert [roll.classes[k] for k in roll.hit_class] == ["kick", "snare", "kick"]
     assert np.allclose(roll.hit_time, [0.5, 1.0, 2.0], atol=0.5 / sep.frame_rate)
     assert "3 hits from hits.mid (given, not picked)" in roll.title
+
+
+def test_live_file_plot_draws_the_streamed_hits(loop_wav: Path, tmp_path: Path) -> None:
+    """``idm-live --input FILE --plot``: a PNG beside the MIDI file, one triangle per MIDI note, nothing for mic."""
+    from test_events_out import midi_notes
+    from test_live_file import live
+
+    res = live("--input", str(loop_wav), "--stems-out", str(tmp_path / "o"), "--plot", "--quiet")
+    assert res.returncode == 0, res.stderr
+    folder = tmp_path / "o" / "loop"
+    assert png_size(folder / "loop.png") == ROLL_SIZE
+    assert len(midi_notes(folder / "loop.mid")) >= 8
+    res = live("--input", str(loop_wav), "--midi-file", str(tmp_path / "take.mid"), "--mode", "none", "--plot", "-q")
+    assert res.returncode == 0 and png_size(tmp_path / "take.png") == ROLL_SIZE, res.stderr
+    res = live("--input", "demo", "--plot", "--stems-out", str(tmp_path / "d"), "--no-midi", "--seconds", "1")
+    assert res.returncode == 1 and "--plot needs a file input" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_live_file_roll_is_the_streams_numbers(loop_wav: Path, tmp_path: Path) -> None:
+    """The roll drawn by idm-live: the clip's probabilities, the MIDI file's hits, each at or over its threshold."""
+    from idm.runtime.builder import LiveOptions, build_session
+    from idm.runtime.extras import ExtraOutputs
+    from test_events_out import read_csv
+
+    import idm.plots
+
+    rolls: list = []
+    real = idm.plots.write_piano_roll
+    try:
+        idm.plots.write_piano_roll = lambda roll, path, *a: rolls.append(roll) or real(roll, path, *a)
+        opts = LiveOptions(input=str(loop_wav), midi_file=tmp_path / "take.mid", mode="none", midi=False,
+                           extras=ExtraOutputs(events=("csv",), plot=True))  # fmt: skip
+        session = build_session(opts, log=lambda _t: None)
+        session.start()
+        while not session.wait(0.05):
+            pass
+        session.close()
+    finally:
+        idm.plots.write_piano_roll = real
+    assert len(rolls) == 1
+    roll = rolls[0]
+    rows = read_csv(tmp_path / "take.csv")
+    assert [CLASSES[k] for k in roll.hit_class] == [r["class"] for r in rows]
+    assert np.allclose(roll.hit_time, [float(r["time"]) for r in rows], atol=0.5 / 172.3)
+    frames = np.round(roll.hit_time * 44100 / 256).astype(int)
+    assert np.allclose(roll.hit_prob, [float(r["probability"]) for r in rows], atol=1e-5)
+    assert np.all(roll.hit_prob >= roll.thresholds[roll.hit_class, frames] - 1e-6)
+    assert "loop.wav" in roll.title and f"{len(rows)} hits" in roll.title
