@@ -165,7 +165,13 @@ def read_frames(path: str | Path) -> tuple[np.ndarray, int]:
     never the length a header claims. Raises :class:`AudioInputError` as :func:`open_audio` and
     :func:`check_samples` do.
     """
-    path = Path(path)
+    data, sr, _ = _read_blocks(Path(path), mono=False)
+    return data, sr
+
+
+def _read_blocks(path: Path, mono: bool) -> tuple[np.ndarray, int, int]:
+    """:func:`read_frames`, and the file's channel count; ``mono`` downmixes each block as it is read
+    (``[frames, 1]``), so a stereo file never exists whole in memory."""
     with open_audio(path) as f:
         sr, channels = int(f.samplerate), int(f.channels)
         blocks: list[np.ndarray] = []
@@ -178,9 +184,12 @@ def read_frames(path: str | Path) -> tuple[np.ndarray, int]:
             if data.shape[0] == 0:
                 break
             check_samples(data, str(path), n)
+            if mono and channels > 1:
+                data = data.mean(axis=1, dtype=np.float32, keepdims=True)
             blocks.append(data)
             n += data.shape[0]
-    return (np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)), sr
+    width = 1 if mono else channels
+    return (np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)), sr, channels
 
 
 def read_audio(path: str | Path, sample_rate: int) -> AudioClip:
@@ -188,9 +197,8 @@ def read_audio(path: str | Path, sample_rate: int) -> AudioClip:
 
     Raises :class:`AudioInputError` with a one-line message naming the file and the problem.
     """
-    data, sr = read_frames(path)
-    n, channels = data.shape
-    joined = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
-    mono = check_audio(joined, str(path), sr)
+    data, sr, channels = _read_blocks(Path(path), mono=True)
+    n = data.shape[0]
+    mono = check_audio(data[:, 0], str(path), sr)
     mono = resample(np.ascontiguousarray(mono), sr, sample_rate)
     return AudioClip(mono, sample_rate, sr, channels, n)

@@ -362,3 +362,24 @@ def test_stems_writer_never_writes_nan(tmp_path):
     w.close()
     y, _ = sf.read(str(tmp_path / "tom_floor.wav"))
     assert np.isfinite(y).all()
+
+
+def test_stereo_file_is_downmixed_block_by_block(tmp_path):
+    """read_audio (the torch backend's reader) never holds the stereo file whole: each block is downmixed as it is
+    read, so the peak is about two mono copies (blocks, then their concatenation) plus one stereo block, where
+    reading stereo first took four (about 85 MB here)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((44100 * 120, 2))).astype(np.float32)  # 2 min stereo: 42 MB as float32
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), x, 44100, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        clip = read_audio(path, 44100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert clip.source_channels == 2 and clip.n_source_samples == x.shape[0]
+    assert np.allclose(clip.samples, x.mean(axis=1), atol=1e-7)
+    assert peak < 1.25 * x.nbytes, f"peak {peak / 1e6:.1f} MB for a {x.nbytes / 1e6:.1f} MB stereo file"
