@@ -56,6 +56,8 @@ class LiveStats:
     level_db: float = -120.0  #: input peak over the last ~100 ms, dBFS
     load_pct: float = 0.0  #: processing time / audio duration over the last 0.5 s
     load_max_pct: float = 0.0  #: worst block over the last ~2 s
+    overruns: int = 0  #: blocks that took longer to process than the audio they hold (a missed deadline when live)
+    worst_pct: float = 0.0  #: the worst block of the session, processing time in % of its audio
     hits: list[int] = field(default_factory=lambda: [0] * len(CLASSES))
     last_hit: list[float] = field(default_factory=lambda: [-1e9] * len(CLASSES))  #: monotonic time
     events: int = 0
@@ -66,6 +68,10 @@ class LiveStats:
     def block(self, now: float, peak: float, seconds: float, took: float) -> None:
         """Account one processed block: ``seconds`` of audio took ``took`` seconds to process."""
         self._loads.append((now, seconds, took))
+        if seconds > 0:
+            pct = 100.0 * took / seconds
+            self.overruns += pct > 100.0
+            self.worst_pct = max(self.worst_pct, pct)
         while self._loads and self._loads[0][0] < now - 2.0:
             self._loads.popleft()
         recent = [(d, t) for w, d, t in self._loads if w >= now - 0.5]
@@ -140,6 +146,7 @@ class LiveSession:
         self.model_rate = int(processor.sample_rate)
         self.resampler = Resampler(source.sample_rate, self.model_rate, quality=input_quality)
         self.stats = LiveStats()
+        self.realtime = stream is not None or pacer is not None  #: blocks have deadlines (overruns are reported)
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.interrupted = False

@@ -1,4 +1,4 @@
-"""The live status panel (rich): hits per class, input level, load, latency, xruns, notes sent."""
+"""The live status panel (rich): hits per class, input level, load, latency, xruns, overruns, notes sent."""
 
 from __future__ import annotations
 
@@ -70,6 +70,10 @@ def render_status(session: Any, title: str = "idm-live") -> Panel:
             notes += f", {sched.stats.late} late (max {sched.stats.max_late_ms:.1f} ms)"
     grid.add_row("notes", Text(notes))
     grid.add_row("xruns", Text(str(_xruns(session)), style="red" if _xruns(session) else ""))
+    if getattr(session, "realtime", False):
+        over = s.overruns
+        grid.add_row("overruns", Text(f"{over} blocks over their time budget (worst {s.worst_pct:.0f} %)",
+                                      style="red" if over else ""))  # fmt: skip
     pos = session.seconds_processed
     total = session.source.frames
     where = f"{pos:7.1f} s"
@@ -95,5 +99,7 @@ def summary(session: Any) -> str:
             st = session.scheduler.stats
             parts.append(f"{st.late} late (max {st.max_late_ms:.1f} ms)")
     parts.append(f"{_xruns(session)} xruns")
+    if getattr(session, "realtime", False):
+        parts.append(f"{s.overruns} overruns (worst block {s.worst_pct:.0f} % of its time)")
     parts.append(f"load mean {s.load_pct:.1f} %")
     return ", ".join(parts)

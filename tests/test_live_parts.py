@@ -276,3 +276,28 @@ def test_bank_refresher_runs_at_the_lowest_priority() -> None:
         assert ref.latest()[0] == 1
     finally:
         ref.close()
+
+
+def test_overruns_are_counted_and_reported_for_real_time_sessions():
+    """A block that took longer than its audio is an overrun: in the stats, the status panel and the summary."""
+    from types import SimpleNamespace
+
+    from idm.runtime.live import LiveStats
+    from idm.runtime.status import render_status, summary
+    from rich.console import Console
+
+    stats = LiveStats()
+    for took in (0.001, 0.004, 0.0065, 0.002, 0.012):  # blocks of 5.8 ms: two over budget
+        stats.block(time.monotonic(), 0.1, 256 / 44100, took)
+    assert stats.overruns == 2
+    assert abs(stats.worst_pct - 100 * 0.012 / (256 / 44100)) < 1e-9
+    source = SimpleNamespace(frames=0, sample_rate=44100)
+    session = SimpleNamespace(stats=stats, stream=None, scheduler=None, latency_samples=512, model_rate=44100,
+                              seconds_processed=1.0, source=source, processor=None, realtime=True)  # fmt: skip
+    line = summary(session)
+    assert "2 overruns (worst block 207 % of its time)" in line, line
+    console = Console(width=120, record=True)
+    console.print(render_status(session))
+    assert "2 blocks over their time budget (worst 207 %)" in console.export_text()
+    session.realtime = False  # a file processed as fast as it goes has no deadlines
+    assert "overrun" not in summary(session)
