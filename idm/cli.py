@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineGroup, StemFormat, number
+from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineGroup, Replace, ReplaceMode, StemFormat, number
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
 from idm.runtime.sonify import DEFAULT_SONIFY_KIT
@@ -182,6 +182,8 @@ def separate(
             "thresholds, and the picked hits (needs matplotlib: the plot extra)."
         ),
     ] = False,
+    replace: Replace = None,
+    replace_mode: ReplaceMode = "swap",
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
 
@@ -195,7 +197,7 @@ def separate(
         spec, inputs = _separate_spec(inputs, out, model, bundle, backend, config, mode, stems, alpha, onsets,
                                       device, seed, threads, chunk_seconds, delta, note_length, midi_channel,
                                       note_map, midi_tempo, events, save_activations, sonify, sonify_kit, format,
-                                      jobs, plot)  # fmt: skip
+                                      jobs, plot, replace, replace_mode)  # fmt: skip
         inputs = expand_inputs(inputs)
         _check_names(inputs, out, onsets)
         from idm.runners import build_runner
@@ -266,6 +268,8 @@ def _separate_spec(
     format: str,
     jobs: int,
     plot: bool = False,
+    replace: str | None = None,
+    replace_mode: str = "swap",
 ) -> tuple[Any, list[Path]]:
     """Check the options of ``idm separate`` and turn them into a :class:`~idm.runners.RunnerSpec`."""
     from idm.classes import parse_class_values
@@ -307,7 +311,15 @@ def _separate_spec(
         ref = str(ckpt)
     spec = RunnerSpec(backend=which, ref=ref, config=config, mode=mode.value, stems=stems, alpha=alpha,
                       device=device.value, seed=seed, threads=threads, chunk_seconds=chunk_seconds, onsets=onsets,
-                      delta=sensitivity, style=style, audio=fmt, extras=extras, plot=plot)  # fmt: skip
+                      delta=sensitivity, style=style, audio=fmt, extras=extras, plot=plot, replace=replace,
+                      replace_mode=replace_mode)  # fmt: skip
+    if replace is not None:
+        from idm.runtime.engine.replace import REPLACE_MODES
+
+        if replace_mode not in REPLACE_MODES:
+            raise IDMError(f"--replace-mode must be one of {', '.join(REPLACE_MODES)}, got {replace_mode!r}")
+        if which != "onnx":
+            raise IDMError("--replace runs on the onnx backend (--bundle live|paper|DIR), not on a torch checkpoint")
     if plot:
         from idm.torchcheck import require
 

@@ -106,3 +106,18 @@ NoteMap = Annotated[
 StemFormat = Annotated[
     str, typer.Option("--format", help="Stems (and sonification): float (32-bit WAV), wav16, wav24 or flac.")
 ]
+Replace = Annotated[
+    str | None,
+    typer.Option(
+        help="Drum replacement: play your samples at the detected hits. A kit (name from `idm data kits`, "
+        "Hydrogen kit folder, .sf2, folder of one-shots per drum) replaces every drum it has; or DRUM=SOURCE items, "
+        "e.g. 'kick=kick.wav,snare=snares/' (a sample, a folder of velocity layers, or a kit). Writes replaced.wav.",
+    ),
+]
+ReplaceMode = Annotated[
+    str,
+    typer.Option(
+        help="swap: the named drums are swapped for the samples, the others keep the original (their stems); add: "
+        "the samples on top of the original mix; solo: the samples alone."
+    ),
+]

@@ -45,6 +45,8 @@ class RunnerSpec:
     audio: AudioFormat = DEFAULT_FORMAT
     extras: ExtraOutputs = field(default_factory=ExtraOutputs)
     plot: bool = False  #: also write a piano roll ``<name>.png`` into each output folder
+    replace: str | None = None  #: ``--replace`` spec (onnx backend): samples played at the hits, replaced.wav
+    replace_mode: str = "swap"
 
 
 def build_runner(spec: RunnerSpec) -> RunFile:
@@ -54,12 +56,20 @@ def build_runner(spec: RunnerSpec) -> RunFile:
 
 def _onnx(spec: RunnerSpec) -> RunFile:
     from idm.models import resolve_bundle
+    from idm.runtime.engine.bundle import load_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
 
+    bundle = load_bundle(resolve_bundle(spec.ref or "live"))
+    kit = None
+    if spec.replace is not None:
+        from idm.runtime.replace_kit import load_replacement
+
+        kit = load_replacement(spec.replace, int(bundle.manifest["audio"]["sample_rate"]))
     cfg = OfflineConfig(mode=spec.mode, stems=spec.stems, alpha=spec.alpha, provider=spec.device,
                         threads=spec.threads or 2, delta=spec.delta, midi=spec.style, subtype=spec.audio.subtype,
-                        extension=spec.audio.extension, extras=spec.extras)  # fmt: skip
-    sep = OfflineSeparator(resolve_bundle(spec.ref or "live"), cfg)
+                        extension=spec.audio.extension, extras=spec.extras, replace=kit,
+                        replace_mode=spec.replace_mode)  # fmt: skip
+    sep = OfflineSeparator(bundle, cfg)
 
     label = spec.ref or "live"
 

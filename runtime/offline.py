@@ -22,6 +22,7 @@ from idm.runtime.engine.bank import BankSynth
 from idm.runtime.engine.bundle import Bundle, load_bundle
 from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.engine.providers import make_session, resolve_providers
+from idm.runtime.engine.replace import REPLACE_MODES, ReplacementKit, SampleSequencer
 from idm.runtime.extras import ExtraOutputs, ExtrasWriter
 from idm.runtime.offline_analysis import analyse_clip
 from idm.runtime.offline_render import BlockRenderer
@@ -61,6 +62,8 @@ class OfflineConfig:
     extension: str = "wav"  #: file type of the stems: wav or flac
     extras: ExtraOutputs = field(default_factory=ExtraOutputs)  #: note events, activations, sonification
     midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
+    replace: ReplacementKit | None = None  #: drum replacement: also write replaced.wav and replaced_<drum>.wav
+    replace_mode: str = "swap"  #: swap, add or solo (:mod:`idm.runtime.engine.replace`)
 
     def __post_init__(self) -> None:
         if self.mode not in ("masked", "synth", "none"):
@@ -73,6 +76,10 @@ class OfflineConfig:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.extension not in ("wav", "flac"):
             raise ConfigError(f"extension must be wav or flac, got {self.extension!r}")
+        if self.replace_mode not in REPLACE_MODES:
+            raise ConfigError(f"replace mode must be one of {', '.join(REPLACE_MODES)}, got {self.replace_mode!r}")
+        if self.replace is not None and self.mode == "none":
+            raise ConfigError("--replace writes audio: use --mode masked (default) or synth, not none")
 
 
 @dataclass
@@ -171,19 +178,54 @@ class OfflineSeparator:
         folder: Path,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """The stems as WAV (or FLAC) files in ``folder`` at the input's rate, length and (masked) channels."""
+        """The stems as WAV (or FLAC) files in ``folder`` at the input's rate, length and (masked) channels; with
+        ``config.replace`` also the replaced mix and each replaced drum's sample track."""
         cfg = self.config
         channels = source.channels if cfg.mode == "masked" else 1
         writer = StemsWriter(folder, cfg.stems, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
                              extension=cfg.extension, channels=channels)  # fmt: skip
+        replaced = None
+        renderer = self.renderer(a, ks, js)
+        if cfg.replace is not None:
+            kit = cfg.replace
+            assert a.velocity is not None
+            vel = to_midi_velocity(a.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
+            seq = SampleSequencer(kit, ks, js * self.hop, vel)
+            named = [k for k in range(len(CLASSES)) if kit.named[k]]
+            names = ("replaced", *[f"replaced_{CLASSES[k]}" for k in named])
+            replaced = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
+                                   extension=cfg.extension, channels=channels, names=names)  # fmt: skip
+            keep = (~kit.named).astype(np.float32)
         try:
-            for start, stems in self.renderer(a, ks, js).blocks(source):
+            blocks = renderer.blocks_with_input(source) if replaced is not None else renderer.blocks(source)
+            for item in blocks:
+                start, stems = item[0], item[1]
                 writer.write(start, stems)
+                if replaced is not None:
+                    m = stems.shape[-1]
+                    tracks = seq.render(start, start + m)  # [K, m] mono
+                    total = tracks.sum(axis=0)
+                    if cfg.replace_mode == "swap":
+                        mix = np.einsum("k,kcm->cm", keep, stems) + total
+                    elif cfg.replace_mode == "add":
+                        x = item[2]
+                        mix = (x.mean(axis=0, keepdims=True) if channels == 1 else x) + total
+                    else:
+                        mix = np.broadcast_to(total, (channels, m))
+                    out = np.empty((len(names), channels, m), dtype=np.float32)
+                    out[0] = mix
+                    for i, k in enumerate(named):
+                        out[1 + i] = tracks[k]
+                    replaced.write(start, out)
                 if progress is not None:
                     progress(min(source.position, a.n_samples))
             writer.close(a.n_samples)
+            if replaced is not None:
+                replaced.close(a.n_samples)
         finally:
             writer.close()
+            if replaced is not None:
+                replaced.close()
 
     def separate_array(
         self, audio: np.ndarray, sample_rate: int

@@ -69,12 +69,16 @@ class BlockRenderer:
             return self.seq.render(s0, s1)[:, None]
         return self.wiener.process(s0, s1, mix, self.spectra, self.seq.n_classes)
 
-    def _mixture(self, source: FileSource | ArraySource) -> Iterator[tuple[int, int, np.ndarray | None]]:
-        """``(s0, s1, mix [C, e1 - e0])`` per output block: the input span each block needs (reflected at the ends)."""
+    def _mixture(
+        self, source: FileSource | ArraySource, need_input: bool = False
+    ) -> Iterator[tuple[int, int, np.ndarray | None, int]]:
+        """``(s0, s1, mix [C, e1 - e0], e0)`` per output block: the input span ``[e0, e1)`` each block needs
+        (reflected at the ends; the block itself without masking), or no mix when neither masking nor the caller
+        needs it."""
         n = self.n
-        if self.wiener is None:
+        if self.wiener is None and not need_input:
             for s0 in range(0, n, self.block):
-                yield s0, min(n, s0 + self.block), None
+                yield s0, min(n, s0 + self.block), None, s0
             return
         channels = source.channels
         rs = Resampler(source.sample_rate, self.sample_rate, channels=channels)
@@ -84,7 +88,8 @@ class BlockRenderer:
         ended = False
         for s0 in range(0, n, self.block):
             s1 = min(n, s0 + self.block)
-            idx = reflect_indices(*self.wiener.span(s0, s1), n)
+            e0, e1 = self.wiener.span(s0, s1) if self.wiener is not None else (s0, s1)
+            idx = reflect_indices(e0, e1, n)
             need = int(idx.max()) + 1
             while base + buf.shape[1] < need and not ended:
                 x = source.read_channels(RENDER_BLOCK)
@@ -93,16 +98,32 @@ class BlockRenderer:
                 buf = np.concatenate([buf, np.asarray(y, dtype=np.float32).reshape(-1, channels).T], axis=1)
             if base + buf.shape[1] < need:
                 raise RuntimeError(f"the input ended at model sample {base + buf.shape[1]}, expected {n}")
-            yield s0, s1, buf[:, idx - base]
-            keep = max(0, min(s1, n) - self.wiener.n_fft - self.wiener.hop)
+            yield s0, s1, buf[:, idx - base], e0
+            margin = self.wiener.n_fft + self.wiener.hop if self.wiener is not None else 0
+            keep = max(0, min(s1, n) - margin)
             if keep > base:
                 buf, base = buf[:, keep - base :], keep
+
+    def blocks_with_input(self, source: FileSource | ArraySource) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """As :meth:`blocks`, with each block's input ``[C, m]`` at the model rate (for ``--replace add``)."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="idm-render") as pool:
+            queue: list[tuple[int, Future[np.ndarray], np.ndarray]] = []
+            for s0, s1, mix, e0 in self._mixture(source, need_input=True):
+                assert mix is not None
+                x = mix[:, s0 - e0 : s1 - e0]
+                queue.append((s0, pool.submit(self._job, s0, s1, mix if self.wiener is not None else None), x))
+                if len(queue) >= 2 * self.workers:
+                    start, fut, xb = queue.pop(0)
+                    yield start, fut.result(), xb
+            while queue:
+                start, fut, xb = queue.pop(0)
+                yield start, fut.result(), xb
 
     def blocks(self, source: FileSource | ArraySource) -> Iterator[tuple[int, np.ndarray]]:
         """The stems of ``source`` (rewound first), ``(start, [K, C, m])`` per block at the model rate, in order."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="idm-render") as pool:
             queue: list[tuple[int, Future[np.ndarray]]] = []
-            for s0, s1, mix in self._mixture(source):
+            for s0, s1, mix, _ in self._mixture(source):
                 queue.append((s0, pool.submit(self._job, s0, s1, mix)))
                 if len(queue) >= 2 * self.workers:
                     start, fut = queue.pop(0)

@@ -39,6 +39,9 @@ class StemsWriter:
         libsndfile sample format and file type of the stems (see :mod:`idm.runtime.audio_format`).
     channels
         Channels per file: :meth:`write` then takes ``[9, channels, n]`` (stereo masked stems).
+    names
+        File names (without extension) instead of the classes or groups: :meth:`write` then takes one row per
+        name, written as given (``--replace``'s mix and sample tracks).
     """
 
     def __init__(
@@ -52,12 +55,15 @@ class StemsWriter:
         subtype: str = "FLOAT",
         extension: str = "wav",
         channels: int = 1,
+        names: tuple[str, ...] | None = None,
     ) -> None:
         from idm.classes import CLASSES
 
         if stems not in (5, 9):
             raise ValueError(f"stems must be 9 or 5, got {stems}")
-        self.names = CLASSES if stems == 9 else GROUPS
+        self.names = names if names is not None else (CLASSES if stems == 9 else GROUPS)
+        if names is not None:
+            stems = 9  # files named by the caller: written as given, never grouped
         self.latency = int(latency)
         self.out_rate = int(out_rate)
         self.channels = int(channels)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from idm.runtime.engine.bank import BankRefresher, BankSynth
 from idm.runtime.engine.bundle import Bundle, load_bundle
+from idm.runtime.engine.delay import DelayLine
 from idm.runtime.engine.encoder import StreamingEncoder
 from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
 from idm.runtime.engine.providers import PROVIDERS, make_session, resolve_providers
@@ -84,41 +85,6 @@ def _midi_velocity(v: float) -> int:
     return int(min(max(round(v / 2.0 * 127.0), 1), 127))
 
 
-class _DelayLine:
-    """Mono samples in, the same samples ``delay`` later out (a preallocated ring)."""
-
-    def __init__(self, delay: int, max_block: int) -> None:
-        size = 1
-        while size < delay + max_block + 1:
-            size *= 2
-        self.size, self.delay = size, delay
-        self._ring = np.zeros(size, dtype=np.float32)
-        self._out = np.zeros(max_block, dtype=np.float32)
-        self.reset()
-
-    def reset(self) -> None:
-        self._ring[...] = 0.0
-        self._w = 0
-
-    def _split(self, start: int, n: int) -> tuple[int, int]:
-        """Ring offset of absolute index ``start`` and how many of ``n`` samples fit before the wrap."""
-        a = start % self.size
-        return a, min(n, self.size - a)
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        """The ``x.shape[0]`` (at most ``max_block``) delayed samples: a view valid until the next call."""
-        n = x.shape[0]
-        a, first = self._split(self._w, n)
-        self._ring[a : a + first] = x[:first]
-        self._ring[: n - first] = x[first:]
-        out = self._out[:n]
-        a, first = self._split(self._w - self.delay, n)
-        out[:first] = self._ring[a : a + first]
-        out[first:] = self._ring[: n - first]
-        self._w += n
-        return out
-
-
 class StreamProcessor:
     """Bundle -> streaming transcription and separation; see ``docs/runtime.md`` for the timeline.
 
@@ -191,7 +157,7 @@ class StreamProcessor:
         self.encoder.prepare(self._max_block // self.hop + 2)
         self.picker.prepare(self._max_block // self.hop + 2)
         self.voices = VoiceEngine(k, self.bank_synth.length, self._max_block) if cfg.stems != "none" else None
-        self._mix_delay = _DelayLine(self.detect_latency, self._max_block) if cfg.stems == "masked" else None
+        self._mix_delay = DelayLine(self.detect_latency, self._max_block) if cfg.stems == "masked" else None
         frames = max(1, self.picker_params.delay) + self._max_block // self.hop + 2 * self.encoder.lookahead + 64
         self._vel_size = 1 << int(np.ceil(np.log2(frames + self.encoder.extra_frames)))
         self._vel = np.zeros((k, self._vel_size), dtype=np.float32)
