@@ -117,7 +117,7 @@ Replace = Annotated[
 ReplaceMode = Annotated[
     str,
     typer.Option(
-        help="swap: the named drums are swapped for the samples, the others keep the original (their stems); add: "
-        "the samples on top of the original mix; solo: the samples alone."
+        help="swap: the named drums are taken out of the mix (their masked stems) and the samples put in, everything "
+        "else stays; add: the samples on top of the original mix; solo: the samples alone."
     ),
 ]

@@ -56,6 +56,8 @@ class LiveOptions:
     file_block: int = 4096
     extras: Any = None  #: idm.runtime.extras.ExtraOutputs: note events, activations, sonification beside MIDI files
     audio_format: Any = None  #: idm.runtime.audio_format.AudioFormat of the stems (default 32-bit float WAV)
+    replace: str | None = None  #: --replace spec: samples played at the hits (idm.runtime.replace_kit)
+    replace_mode: str = "swap"  #: swap, add or solo
 
     @property
     def kind(self) -> str:
@@ -79,6 +81,16 @@ def _check(o: LiveOptions) -> None:
         raise IDMError("--kit clip needs a file input (the whole clip is analysed first)")
     if o.stems_out is not None and o.mode == "none":
         raise IDMError("--stems-out needs stems: use --mode synth or masked")
+    if o.replace is not None:
+        from idm.runtime.engine.replace import REPLACE_MODES
+
+        if o.replace_mode not in REPLACE_MODES:
+            raise IDMError(f"--replace-mode must be one of {', '.join(REPLACE_MODES)}, got {o.replace_mode!r}")
+        if o.mode != "masked" and o.replace_mode == "swap":
+            raise IDMError("--replace-mode swap takes the named drums out of the mix with their masked stems: "
+                           "use --mode masked")  # fmt: skip
+        if o.stems_out is None and (o.monitor is None or "replaced" not in o.monitor):
+            raise IDMError("--replace plays into --stems-out (replaced.wav) or --monitor replaced: add one of them")
     if o.seconds is not None and not o.seconds > 0:
         raise IDMError(f"--seconds must be positive, got {o.seconds}")
     if o.channel is not None and o.channel < 1:
@@ -180,6 +192,15 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         proc = _processor(bundle, o, kit)
         opened.append(proc)
         latency = int(proc.latency)
+        replacer = None
+        if o.replace is not None:  # samples loaded and resampled now, before any audio runs
+            from idm.runtime.engine.replace import Replacer
+            from idm.runtime.replace_kit import load_replacement
+
+            samples = load_replacement(o.replace, model_rate)
+            replacer = Replacer(samples, o.replace_mode, latency, int(proc.max_block))
+            say(f"replace ({o.replace_mode}): {', '.join(c for k, c in enumerate(CLASSES) if samples.named[k])} "
+                f"from {samples.name} ({replacer.nbytes / 2**20:.1f} MiB)")  # fmt: skip
 
         # ---- source object ----
         source: Any
@@ -256,6 +277,7 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             extras = _extras_writer(o.extras, style, source, proc, clip if o.kind == "file" else None, label)
         folder = None
         writer = None
+        replaced_writer = None
         if o.stems_out is not None:
             folder = OutputFolder(o.stems_out, name, o.force)
             opened.append(folder)
@@ -268,17 +290,24 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             writer = StemsWriter(folder.path, o.stems, model_rate, out_rate, latency, quality=quality,
                                  subtype=fmt.subtype, extension=fmt.extension)  # fmt: skip
             opened.append(writer)
+            if replacer is not None:
+                replaced_writer = StemsWriter(folder.path, 9, model_rate, out_rate, latency, quality=quality,
+                                              subtype=fmt.subtype, extension=fmt.extension,
+                                              names=("replaced",))  # fmt: skip
+                opened.append(replaced_writer)
         recorder = MidiRecorder(model_rate, latency, style) if (o.midi_file is not None or folder is not None) else None
 
         # ---- monitor ----
         monitor = None
         if stream is not None and stream.has_output:
-            from idm.runtime.monitor import Monitor, parse_monitor
+            from idm.runtime.monitor import REPLACED, Monitor, parse_monitor
 
             spec = o.monitor or "input"
             mix = parse_monitor(spec, stream.spec.output_channels)
             if o.mode == "none" and mix[:, :9].any():
                 raise IDMError("--monitor of stems needs --mode synth or masked")
+            if replacer is None and mix[:, REPLACED].any():
+                raise IDMError("--monitor replaced needs --replace")
             assert stream.output_ring is not None
             monitor = Monitor(stream.output_ring, mix, model_rate, int(stream.spec.samplerate))
             out_frames = stream.delay + round(stream.latency[1] * stream.spec.samplerate)
@@ -312,6 +341,8 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
             monotonic_clock=mono_clock,
             latency_samples=total,
             extras=_bind(extras, recorder),
+            replacer=replacer,
+            replaced_writer=replaced_writer,
         )
     except BaseException:
         for obj in reversed(opened):

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 from idm.runtime.sonify import DEFAULT_SONIFY_KIT
 
-from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineCommand, StemFormat, number
+from idm.cliopts import (
+    MidiChannel,
+    NoteLength,
+    NoteMap,
+    OneLineCommand,
+    Replace,
+    ReplaceMode,
+    StemFormat,
+    number,
+)
 from idm.errors import IDMError
 from idm.version import print_version
 
@@ -215,6 +224,8 @@ def live(
         str, typer.Option(help="Kit of --sonify: a name (idm data kits), a Hydrogen kit folder, .sf2 or folder.")
     ] = DEFAULT_SONIFY_KIT,
     format: StemFormat = "float",
+    replace: Replace = None,
+    replace_mode: ReplaceMode = "swap",
     force: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and MIDI ports.")] = False,
     version: Annotated[
@@ -243,6 +254,7 @@ def live(
     except (ValueError, IDMError) as e:
         _fail(str(e))
         raise typer.Exit(1) from None
+    swapping = replace is not None and replace_mode == "swap"  # the named drums leave the mix as masked stems
     if input not in ("mic", "demo") and stems_out is None and midi_file is None and not realtime and monitor is None:
         stems_out = Path("separated")  # a file run with nowhere to go would compute and drop everything
     opts = LiveOptions(
@@ -260,7 +272,7 @@ def live(
         midi_file=midi_file,
         stems_out=stems_out,
         stems=stems,
-        mode=(mode or (StemMode.synth if input in ("mic", "demo") else StemMode.masked)).value,
+        mode=(mode or (StemMode.synth if input in ("mic", "demo") and not swapping else StemMode.masked)).value,
         monitor=monitor,
         delta=sensitivity,
         port_name=port_name,
@@ -273,6 +285,8 @@ def live(
         force=force,
         extras=extras,
         audio_format=fmt,
+        replace=replace,
+        replace_mode=replace_mode,
     )
     try:
         session = build_session(opts, log=lambda text: typer.echo(f"idm-live: {text}", err=True))

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from idm.runtime.audio_io import AudioStream
+from idm.runtime.engine.replace import Replacer
 from idm.runtime.monitor import Monitor
 from idm.runtime.outputs import MidiRecorder, OutputFolder
 from idm.runtime.scheduler import MidiScheduler, MonotonicClock
@@ -126,6 +127,8 @@ class LiveSession:
         monotonic_clock: MonotonicClock | None = None,
         latency_samples: int = 0,
         extras: Callable[[Path], list[Path]] | None = None,
+        replacer: Replacer | None = None,
+        replaced_writer: StemsWriter | None = None,
     ) -> None:
         self.processor = processor
         self.source = source
@@ -136,6 +139,8 @@ class LiveSession:
         self.recorder = recorder
         self.midi_file = midi_file
         self.extras = extras  #: writes the optional files beside a MIDI file (``base`` without suffix)
+        self.replacer = replacer  #: drum replacement (``--replace``): the replaced mix of each block
+        self.replaced_writer = replaced_writer  #: writes the replaced mix (``replaced.wav`` in the stems folder)
         self.stems_writer = stems_writer
         self.output_folder = output_folder
         self.monitor = monitor
@@ -308,15 +313,37 @@ class LiveSession:
                 self.scheduler.push(blk.events)
             if self.recorder is not None:
                 self.recorder.add(blk.events)
+        limit = None
+        if self.source.frames is not None and self.max_frames is None:
+            limit = self.source.frames
         if self.stems_writer is not None and blk.stems is not None:
-            limit = None
-            if self.source.frames is not None and self.max_frames is None:
-                limit = self.source.frames
             self.stems_writer.write(blk.start, blk.stems, limit)
+        n = blk.stems.shape[-1] if blk.stems is not None else x.size
+        xin = x if x.size == n else np.zeros(n, np.float32)
+        replaced = None
+        if self.replacer is not None:
+            replaced = self._replace(blk, xin)
+            if self.replaced_writer is not None:
+                self.replaced_writer.write(blk.start, replaced[None], limit)
         if self.monitor is not None:
-            n = blk.stems.shape[-1] if blk.stems is not None else x.size
-            xin = x if x.size == n else np.zeros(n, np.float32)
-            self.monitor.write(blk.stems, xin)
+            self.monitor.write(blk.stems, xin, replaced)
+
+    def _replace(self, blk: Any, x: np.ndarray) -> np.ndarray:
+        """The replaced mix of one processed block (in pieces of the replacer's largest block when longer)."""
+        r = self.replacer
+        assert r is not None
+        n = x.size
+        if n <= r.max_block:
+            return r.process(blk.start, blk.events, blk.stems, x).mix
+        parts = []
+        for a in range(0, n, r.max_block):
+            b = min(n, a + r.max_block)
+            ev = [e for e in blk.events if blk.start + a <= e.sample < blk.start + b]
+            if a == 0:
+                ev += [e for e in blk.events if e.sample < blk.start]
+            st = None if blk.stems is None else blk.stems[:, a:b]
+            parts.append(r.process(blk.start + a, ev, st, x[a:b]).mix.copy())
+        return np.concatenate(parts)
 
     # ---- close --------------------------------------------------------------------------------------------
 
@@ -357,6 +384,8 @@ class LiveSession:
             length = self.source.position
             if self.stems_writer is not None:
                 self.stems_writer.close(length)
+            if self.replaced_writer is not None:
+                self.replaced_writer.close(length)
             if not complete and self.stats.processed == 0:  # stopped before any audio: nothing to keep
                 if self.output_folder is not None:
                     self.output_folder.discard()

@@ -80,6 +80,9 @@ class OfflineConfig:
             raise ConfigError(f"replace mode must be one of {', '.join(REPLACE_MODES)}, got {self.replace_mode!r}")
         if self.replace is not None and self.mode == "none":
             raise ConfigError("--replace writes audio: use --mode masked (default) or synth, not none")
+        if self.replace is not None and self.replace_mode == "swap" and self.mode != "masked":
+            raise ConfigError("--replace-mode swap takes the named drums out of the mix with their masked stems: "
+                              "use --mode masked")  # fmt: skip
 
 
 @dataclass
@@ -195,9 +198,10 @@ class OfflineSeparator:
             names = ("replaced", *[f"replaced_{CLASSES[k]}" for k in named])
             replaced = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
                                    extension=cfg.extension, channels=channels, names=names)  # fmt: skip
-            keep = (~kit.named).astype(np.float32)
+            taken = kit.named.astype(np.float32)
         try:
-            blocks = renderer.blocks_with_input(source) if replaced is not None else renderer.blocks(source)
+            need_input = replaced is not None and cfg.replace_mode != "solo"
+            blocks = renderer.blocks_with_input(source) if need_input else renderer.blocks(source)
             for item in blocks:
                 start, stems = item[0], item[1]
                 writer.write(start, stems)
@@ -205,13 +209,13 @@ class OfflineSeparator:
                     m = stems.shape[-1]
                     tracks = seq.render(start, start + m)  # [K, m] mono
                     total = tracks.sum(axis=0)
-                    if cfg.replace_mode == "swap":
-                        mix = np.einsum("k,kcm->cm", keep, stems) + total
-                    elif cfg.replace_mode == "add":
+                    if cfg.replace_mode == "solo":
+                        mix = np.broadcast_to(total, (channels, m))
+                    else:
                         x = item[2]
                         mix = (x.mean(axis=0, keepdims=True) if channels == 1 else x) + total
-                    else:
-                        mix = np.broadcast_to(total, (channels, m))
+                        if cfg.replace_mode == "swap":
+                            mix = mix - np.einsum("k,kcm->cm", taken, stems)
                     out = np.empty((len(names), channels, m), dtype=np.float32)
                     out[0] = mix
                     for i, k in enumerate(named):

@@ -4,7 +4,8 @@ A :class:`ReplacementKit` holds, per class, the velocity layers to play (loaded 
 starts); a :class:`Replacer` turns each block's :class:`~idm.runtime.engine.processor.NoteEvent` into voices that
 start exactly at the event's output sample (the MIDI note's time), and mixes the result as its mode says:
 
-- ``swap``: the named drums are swapped for the samples; the other drums keep the original (their stems);
+- ``swap``: the named drums are swapped for the samples: the input, delayed, minus the named drums' masked stems,
+  plus the samples (everything else in the recording stays as it was);
 - ``add``: the samples on top of the whole original mix (reinforcement);
 - ``solo``: the samples alone; drums not named are muted.
 
@@ -136,7 +137,7 @@ class Replacer:
         if mode not in REPLACE_MODES:
             raise ConfigError(f"replace mode must be one of {', '.join(REPLACE_MODES)}, got {mode!r}")
         self.kit, self.mode, self.latency = kit, mode, int(latency)
-        self._keep = (~kit.named).astype(np.float32)  # the stems that stay in swap mode
+        self._named = kit.named.astype(np.float32)  # the stems taken out of the mix in swap mode
         self.prepare(max_block)
 
     def prepare(self, max_block: int) -> None:
@@ -145,7 +146,8 @@ class Replacer:
         self.voices = VoiceEngine(self.kit.n_classes, self.kit.max_length, self.max_block)
         self._mix = np.zeros(self.max_block, dtype=np.float32)
         self._sum = np.zeros(self.max_block, dtype=np.float32)
-        self._delay = DelayLine(self.latency, self.max_block) if self.mode == "add" else None
+        self._delay = DelayLine(self.latency, self.max_block) if self.mode != "solo" else None
+        self._out = np.zeros(self.max_block, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -162,8 +164,8 @@ class Replacer:
     def process(
         self, start: int, events: Sequence[NoteEvent], stems: np.ndarray | None, x: np.ndarray
     ) -> ReplacedBlock:
-        """One block: ``start`` (the block's first output sample), its events, its stems ``[K, n]`` (``swap`` mode
-        needs them) and the input samples ``x`` ``[n]`` that produced it (``add`` mode delays them)."""
+        """One block: ``start`` (the block's first output sample), its events, its masked stems ``[K, n]`` (``swap``
+        mode needs them) and the input samples ``x`` ``[n]`` that produced it (``swap`` and ``add`` delay them)."""
         n = x.shape[0] if stems is None else stems.shape[-1]
         if n > self.max_block:
             raise ValueError(f"block of {n} samples exceeds max_block {self.max_block}")
@@ -180,18 +182,22 @@ class Replacer:
                 if at + shot.shape[0] <= start:
                     continue
                 shot, at = shot[start - at :], start
-            self.voices.trigger(k, at, shot, amp)
+            room = start + self.voices.capacity - n - at  # a flush's events past the end: as much as the ring holds
+            if room <= 0:
+                continue
+            self.voices.trigger(k, at, shot[:room] if room < shot.shape[0] else shot, amp)
         tracks = self.voices.read(n)
         mix = self._mix[:n]
-        if self.mode == "add":
-            assert self._delay is not None
+        if self._delay is not None:
             np.copyto(mix, self._delay.process(x[:n]))
-        elif self.mode == "swap":
-            if stems is None:
-                raise ValueError("swap mode needs the processor's stems (stems mode synth or masked)")
-            np.matmul(self._keep, stems, out=mix)
         else:
             mix.fill(0.0)
+        if self.mode == "swap":
+            if stems is None:
+                raise ValueError("swap mode needs the processor's masked stems")
+            out = self._out[:n]
+            np.matmul(self._named, stems, out=out)
+            mix -= out
         total = self._sum[:n]
         np.add.reduce(tracks, axis=0, out=total)
         mix += total
