@@ -244,6 +244,11 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         need = block_s + in_lat + lag / model_rate + block_s / 4 + SAFETY_SECONDS
         output_driven = stream is not None and not stream.has_input
         margin = math.ceil(need * model_rate) if paced and not output_driven else 0
+        plays_replaced = replacer is not None and o.monitor is not None and "replaced" in o.monitor.lower()
+        if plays_replaced and stream is not None and stream.has_output:
+            # the replaced drums and the MIDI notes leave together: the notes wait for the monitor's output delay
+            out = stream.delay + round(stream.latency[1] * stream.spec.samplerate)
+            margin = max(margin, round(out * model_rate / stream.spec.samplerate))
         total = latency + margin
 
         # ---- MIDI ----
@@ -315,6 +320,10 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
                 f"monitor: the input plays {out_frames} frames ({out_frames / stream.spec.samplerate * 1000:.1f} ms) "
                 f"after it arrived ({stream.delay} buffered + the device's output latency), stems one latency later"
             )
+            if replacer is not None and mix[:, REPLACED].any():
+                rep = out_frames + round(latency * stream.spec.samplerate / model_rate)
+                say(f"monitor: the replaced audio plays {rep} frames ({rep / stream.spec.samplerate * 1000:.1f} ms) "
+                    "after the hit (the model's latency + the monitor's)")  # fmt: skip
         elif o.monitor is not None:
             raise IDMError("--monitor needs an output device (--output-device)")
 

@@ -425,3 +425,88 @@ def test_unknown_midi_port_is_one_line_error(jack_server, official_bundle, tmp_p
     assert res.returncode == 1
     lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("idm-live: ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no-such-port-xyz" in lines[0], res.stderr
+
+
+def test_jack_replaced_audio_latency(jack_server, tmp_path: Path, request):
+    """--replace on a live input through JACK: each kick of the demo loop comes back as the user's click sample on
+    the monitor, at a constant latency measured like the MIDI notes' (both printed, both checked)."""
+    import soundfile as sf
+
+    from idm.classes import CLASSES, GM_NOTES
+    from idm.demo import render_demo_loop
+
+    seconds = 8.0
+    loop = render_demo_loop(seconds, RATE)
+    kicks = [s for cls, s in loop_onsets(seconds) if cls == "kick"]
+    click = (0.9 * 0.5 ** (np.arange(400) / 20.0)).astype(np.float32)  # a spike: its first sample is its onset
+    sf.write(str(tmp_path / "click.wav"), click, RATE, subtype="FLOAT")
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    request.addfinalizer(gc.enable)
+    request.addfinalizer(gc.unfreeze)
+    player = Player("idm-test-replace")
+    proc = subprocess.Popen(
+        [*LIVE, "--input", "mic", "--device", "system", "--midi-api", "jack", "--block-size", str(PERIOD),
+         "--output-device", "system", "--monitor", "replaced@1,input@2", "--replace", f"kick={tmp_path / 'click.wav'}",
+         "--replace-mode", "solo", "--seconds", "60", "--quiet", "--freeze-kit"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        midi_port = "idm-live:IDM Drums"
+        _wait_for(lambda: midi_port in player.ports(is_midi=True), 120, "the MIDI port", proc)
+        _wait_for(lambda: any(p.startswith("PortAudio") for p in player.ports(is_audio=True, is_input=True)), 30,
+                  "the PortAudio input", proc)  # fmt: skip
+        for p in [p for p in player.ports(is_audio=True, is_input=True) if p.startswith("PortAudio")]:
+            for src in player.client.get_all_connections(p):
+                player.client.disconnect(src, p)
+            player.client.connect(player.out, p)
+        player.client.connect(midi_port, player.midi_in)
+
+        def pa_out() -> list[str]:
+            return sorted(p for p in player.ports(is_audio=True, is_output=True) if p.startswith("PortAudio"))
+
+        _wait_for(lambda: len(pa_out()) == 2, 30, "the PortAudio outputs", proc)
+        for src, dst in zip(pa_out(), player.ins, strict=True):
+            player.client.connect(src, dst)
+        time.sleep(0.5)
+        player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
+        _wait_for(lambda: player.finished, 60, "the end of playback", proc)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        player.close()
+    assert proc.returncode == 0, err
+    total = int(err.split("idm-live: latency ")[1].split("(")[1].split(" samples")[0])
+    reported = int(err.split("the replaced audio plays ")[1].split(" frames")[0])
+    base = player.chunks[0][0]
+    n = loop.size + RATE
+    rec = player.recorded(0, base, n)
+    kick_note = GM_NOTES[CLASSES.index("kick")]
+    notes = [t for t, d in player.events if len(d) == 3 and d[0] == 0x99 and d[1] == kick_note and d[2] > 0]
+    audio_ms, midi_ms = [], []
+    for s in kicks:
+        f = player.frame_of(s)
+        lo = f - base
+        seg = np.abs(rec[lo : lo + int(0.2 * RATE)])
+        on = np.flatnonzero(seg > 0.05)
+        if on.size:
+            audio_ms.append(on[0] / RATE * 1000)
+        near = [t - f for t in notes if 0 <= t - f <= int(0.2 * RATE)]
+        if near:
+            midi_ms.append(min(near) / RATE * 1000)
+    report = (
+        f"replace over JACK: {len(audio_ms)}/{len(kicks)} kicks replaced, audio latency median "
+        f"{np.median(audio_ms):.2f} ms (reported {reported / RATE * 1000:.2f} ms), MIDI median "
+        f"{np.median(midi_ms):.2f} ms (reported {total / RATE * 1000:.2f} ms), period {PERIOD / RATE * 1000:.2f} ms"
+    )
+    print(report)
+    assert len(audio_ms) >= 0.8 * len(kicks), report
+    tol = PERIOD / RATE * 1000 + 4.0  # hits sit on the model's 5.8 ms frame grid, as the MIDI notes do
+    assert abs(np.median(audio_ms) - reported / RATE * 1000) <= tol, report
+    assert reported == total  # the notes wait for the monitor: both leave at one latency
+    assert abs(np.median(audio_ms) - np.median(midi_ms)) <= tol, report
