@@ -1,4 +1,5 @@
-"""One call from audio to drum hits and stems, without PyTorch: :func:`transcribe` (like basic-pitch's ``predict``)."""
+"""One call from audio to drum hits and stems, without PyTorch: :func:`transcribe` (like basic-pitch's ``predict``);
+:func:`transfer_kit` plays a recording's performance on another kit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from idm.classes import CLASSES, GROUP_OF, GROUPS
 
-__all__ = ["Hit", "Transcription", "transcribe"]
+__all__ = ["Hit", "KitTransfer", "Transcription", "transcribe", "transfer_kit"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,76 @@ def transcribe(
         else:
             named = dict(zip(CLASSES, out, strict=True))
     return Transcription(hits, named, sr, probs, sep.sample_rate / sep.hop)
+
+
+@dataclass
+class KitTransfer:
+    """What :func:`transfer_kit` made: the performance on the other kit, as a mix and per class (or group)."""
+
+    mix: np.ndarray  #: ``[n]`` float32 at ``sample_rate``, aligned with the input
+    stems: dict[str, np.ndarray]  #: class (or group) name -> ``[n]``
+    sample_rate: int
+    hits: list[Hit]  #: the performance (as :func:`transcribe` finds it)
+
+
+def transfer_kit(
+    audio: str | Path | np.ndarray,
+    kit_from: str | Path,
+    sample_rate: int | None = None,
+    *,
+    model: str | Path = "live",
+    groups: bool = False,
+    delta: float | dict[str, float] | None = None,
+    threads: int = 2,
+    provider: str = "cpu",
+) -> KitTransfer:
+    """The drums of ``audio`` played on another kit: its hits and velocities, re-synthesized with the one-shot bank
+    (kit embedding and per-class gains) that the model infers from the recording ``kit_from``, or played on the
+    sample kit ``kit_from`` names (a registered kit, Hydrogen kit folder, ``.sf2`` or folder of one-shots per class).
+
+    Parameters are those of :func:`transcribe`; ``kit_from`` is an audio file path or a kit. Torch-free.
+
+    Examples
+    --------
+    >>> from idm import transfer_kit
+    >>> t = transfer_kit("song.wav", "other_drums.wav")     # doctest: +SKIP
+    >>> import soundfile as sf; sf.write("song_on_other_kit.wav", t.mix, t.sample_rate)  # doctest: +SKIP
+    """
+    from idm.audio import read_frames
+    from idm.errors import AudioInputError
+    from idm.models import resolve_bundle
+    from idm.runtime.offline import OfflineConfig, OfflineSeparator
+    from idm.runtime.sources import ArraySource
+
+    if isinstance(audio, str | Path):
+        x, sr = read_frames(audio)
+        if sample_rate is not None and sample_rate != sr:
+            raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
+    else:
+        if sample_rate is None:
+            raise AudioInputError("an array input needs its sample_rate")
+        x, sr = np.asarray(audio, dtype=np.float32), int(sample_rate)
+    sep = OfflineSeparator(resolve_bundle(str(model)), OfflineConfig(mode="none", threads=threads, provider=provider,
+                                                                      delta=delta, kit_from=kit_from))  # fmt: skip
+    a = sep.analyse(ArraySource(x, sr))
+    ks, js = sep.hits(a)
+    onsets = sep.onsets(a, ks, js)
+    assert a.onset_prob is not None
+    hits = [Hit(o.cls, o.time, o.velocity, float(a.onset_prob[int(k), int(j)]), o.note)
+            for o, k, j in zip(onsets, ks, js, strict=True)]  # fmt: skip
+    tracks = sep.transfer_tracks(a, ks, js).render(0, a.n_model_samples)
+    if sr != sep.sample_rate:
+        from idm.audio import resample
+
+        tracks = resample(tracks, sep.sample_rate, sr)
+    n = x.shape[0]
+    out = np.zeros((tracks.shape[0], n), dtype=np.float32)
+    m = min(n, tracks.shape[1])
+    out[:, :m] = tracks[:, :m]
+    if groups:
+        g = np.zeros((len(GROUPS), n), dtype=np.float32)
+        np.add.at(g, np.array([GROUPS.index(c) for c in GROUP_OF]), out)
+        stems = dict(zip(GROUPS, g, strict=True))
+    else:
+        stems = dict(zip(CLASSES, out, strict=True))
+    return KitTransfer(out.sum(axis=0), stems, sr, hits)

@@ -10,7 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
-from idm.cliopts import MidiChannel, NoteLength, NoteMap, OneLineGroup, Replace, ReplaceMode, StemFormat, number
+from idm.cliopts import (
+    KitFrom,
+    MidiChannel,
+    NoteLength,
+    NoteMap,
+    OneLineGroup,
+    Replace,
+    ReplaceMode,
+    StemFormat,
+    number,
+)
 from idm.data.cli import app as data_app
 from idm.errors import IDMError
 from idm.runtime.sonify import DEFAULT_SONIFY_KIT
@@ -184,6 +194,7 @@ def separate(
     ] = False,
     replace: Replace = None,
     replace_mode: ReplaceMode = "swap",
+    kit_from: KitFrom = None,
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
 
@@ -197,7 +208,7 @@ def separate(
         spec, inputs = _separate_spec(inputs, out, model, bundle, backend, config, mode, stems, alpha, onsets,
                                       device, seed, threads, chunk_seconds, delta, note_length, midi_channel,
                                       note_map, midi_tempo, events, save_activations, sonify, sonify_kit, format,
-                                      jobs, plot, replace, replace_mode)  # fmt: skip
+                                      jobs, plot, replace, replace_mode, kit_from)  # fmt: skip
         inputs = expand_inputs(inputs)
         _check_names(inputs, out, onsets)
         from idm.runners import build_runner
@@ -270,6 +281,7 @@ def _separate_spec(
     plot: bool = False,
     replace: str | None = None,
     replace_mode: str = "swap",
+    kit_from: str | None = None,
 ) -> tuple[Any, list[Path]]:
     """Check the options of ``idm separate`` and turn them into a :class:`~idm.runners.RunnerSpec`."""
     from idm.classes import parse_class_values
@@ -312,7 +324,9 @@ def _separate_spec(
     spec = RunnerSpec(backend=which, ref=ref, config=config, mode=mode.value, stems=stems, alpha=alpha,
                       device=device.value, seed=seed, threads=threads, chunk_seconds=chunk_seconds, onsets=onsets,
                       delta=sensitivity, style=style, audio=fmt, extras=extras, plot=plot, replace=replace,
-                      replace_mode=replace_mode)  # fmt: skip
+                      replace_mode=replace_mode, kit_from=kit_from)  # fmt: skip
+    if kit_from is not None and which != "onnx":
+        raise IDMError("--kit-from runs on the onnx backend (--bundle live|paper|DIR), not on a torch checkpoint")
     if replace is not None:
         from idm.runtime.engine.replace import REPLACE_MODES
 

@@ -121,3 +121,11 @@ ReplaceMode = Annotated[
         "else stays; add: the samples on top of the original mix; solo: the samples alone."
     ),
 ]
+KitFrom = Annotated[
+    str | None,
+    typer.Option(
+        help="Kit transfer: also write transferred.wav (and transferred_<drum>.wav), this recording's performance "
+        "played on another kit: the one-shots the model infers from another recording (an audio file), or a sample "
+        "kit (name from `idm data kits`, Hydrogen kit folder, .sf2, folder of one-shots per drum).",
+    ),
+]

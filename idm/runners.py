@@ -47,6 +47,7 @@ class RunnerSpec:
     plot: bool = False  #: also write a piano roll ``<name>.png`` into each output folder
     replace: str | None = None  #: ``--replace`` spec (onnx backend): samples played at the hits, replaced.wav
     replace_mode: str = "swap"
+    kit_from: str | None = None  #: ``--kit-from``: a recording or a sample kit; writes transferred.wav
 
 
 def build_runner(spec: RunnerSpec) -> RunFile:
@@ -68,7 +69,7 @@ def _onnx(spec: RunnerSpec) -> RunFile:
     cfg = OfflineConfig(mode=spec.mode, stems=spec.stems, alpha=spec.alpha, provider=spec.device,
                         threads=spec.threads or 2, delta=spec.delta, midi=spec.style, subtype=spec.audio.subtype,
                         extension=spec.audio.extension, extras=spec.extras, replace=kit,
-                        replace_mode=spec.replace_mode)  # fmt: skip
+                        replace_mode=spec.replace_mode, kit_from=spec.kit_from)  # fmt: skip
     sep = OfflineSeparator(bundle, cfg)
 
     label = spec.ref or "live"

@@ -33,8 +33,8 @@ from idm.runtime.sequencer import HitSequencer
 from idm.runtime.sources import ArraySource, FileSource
 from idm.runtime.stems_writer import StemsWriter
 
-from idm.classes import CLASSES
-from idm.errors import ConfigError, OutputError
+from idm.classes import CLASSES, GROUP_OF, GROUPS
+from idm.errors import ConfigError, IDMError, OutputError
 from idm.midi import MidiStyle, Onset, to_midi_velocity, write_midi
 
 __all__ = ["OfflineConfig", "OfflineResult", "OfflineSeparator"]
@@ -64,6 +64,7 @@ class OfflineConfig:
     midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
     replace: ReplacementKit | None = None  #: drum replacement: also write replaced.wav and replaced_<drum>.wav
     replace_mode: str = "swap"  #: swap, add or solo (:mod:`idm.runtime.engine.replace`)
+    kit_from: str | Path | None = None  #: kit transfer: a recording (its inferred kit) or a sample kit (name or path)
 
     def __post_init__(self) -> None:
         if self.mode not in ("masked", "synth", "none"):
@@ -125,6 +126,70 @@ class OfflineSeparator:
             m["peak_picking"], list(self.class_names), cfg.delta, cfg.threshold, wait
         )
         self.extras = ExtrasWriter(cfg.extras)
+        self.transfer: ClipAnalysis | ReplacementKit | None = None
+        if cfg.kit_from is not None:
+            self.transfer = self.load_kit_from(cfg.kit_from)
+
+    # ---- kit transfer -----------------------------------------------------------------------------------
+
+    def load_kit_from(self, ref: str | Path) -> ClipAnalysis | ReplacementKit:
+        """What ``--kit-from`` names: an audio file (its kit embedding and gains, as this model infers them from
+        it), else a sample kit (a registered name, Hydrogen kit, ``.sf2`` or folder of one-shots per class)."""
+        from idm.data.kits import AUDIO_SUFFIXES
+
+        p = Path(ref).expanduser()
+        if p.suffix.lower() in AUDIO_SUFFIXES or (p.is_file() and p.suffix.lower() != ".sf2"):
+            try:
+                source = FileSource(p)
+                try:
+                    return self.analyse(source)
+                finally:
+                    source.close()
+            except IDMError as e:
+                raise type(e)(f"--kit-from {e}") from None
+        from idm.runtime.replace_kit import load_replacement
+
+        try:
+            return load_replacement(str(ref), self.sample_rate)
+        except IDMError as e:
+            raise IDMError(str(e).replace("--replace", "--kit-from", 1)) from None
+
+    def transfer_tracks(self, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> HitSequencer | SampleSequencer:
+        """The performance ``(ks, js)`` of clip ``a`` re-synthesized with the transfer kit: per class tracks on
+        demand (``.render(s0, s1)`` -> ``[K, s1 - s0]`` at the model rate, hits at the input's samples)."""
+        assert self.transfer is not None and a.velocity is not None
+        t = self.transfer
+        if isinstance(t, ReplacementKit):
+            vel = to_midi_velocity(a.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
+            return SampleSequencer(t, ks, js * self.hop, vel)
+        bank = self.synth(t.kit_embedding)
+        amps = a.velocity[ks, js].astype(np.float32) * np.asarray(t.gains, dtype=np.float32)[ks]
+        return HitSequencer(bank, ks, js * self.hop, amps)
+
+    def _write_transfer(self, source: FileSource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray,
+                        folder: Path) -> None:  # fmt: skip
+        """``transferred.wav`` (the mix) and ``transferred_<stem>.wav`` (per class or group) at the input's rate."""
+        from idm.runtime.offline_render import RENDER_BLOCK
+
+        cfg = self.config
+        seq = self.transfer_tracks(a, ks, js)
+        names = CLASSES if cfg.stems == 9 else GROUPS
+        group = None if cfg.stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
+        files = ("transferred", *[f"transferred_{n}" for n in names])
+        writer = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
+                             extension=cfg.extension, names=files)  # fmt: skip
+        try:
+            for s0 in range(0, a.n_model_samples, RENDER_BLOCK):
+                tracks = seq.render(s0, min(a.n_model_samples, s0 + RENDER_BLOCK))
+                if group is not None:
+                    grouped = np.zeros((len(GROUPS), tracks.shape[1]), np.float32)
+                    np.add.at(grouped, group, tracks)
+                    tracks = grouped
+                out = np.concatenate([tracks.sum(axis=0, keepdims=True), tracks])
+                writer.write(s0, out)
+            writer.close(a.n_samples)
+        finally:
+            writer.close()
 
     # ---- analysis ---------------------------------------------------------------------------------------
 
@@ -276,6 +341,8 @@ class OfflineSeparator:
                 if self.config.mode != "none":
                     self._render(source, a, ks, js, folder.path,
                                  None if progress is None else lambda n: progress("rendering", n, total))  # fmt: skip
+                if self.transfer is not None:
+                    self._write_transfer(source, a, ks, js, folder.path)
                 midi = folder.path / f"{path.stem}.mid"
                 try:
                     write_midi(onsets, midi, style=self.config.midi)
