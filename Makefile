@@ -31,6 +31,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/idm-live --input demo --seconds 21 --no-midi --stems-out out/demo --force
+	$(BIN)/idm demo --out out/demo-kit-transfer --kit-from "AVL Red Zeppelin 4"
 
 lint: setup
 	$(BIN)/ruff check .

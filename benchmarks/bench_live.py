@@ -1,8 +1,9 @@
 """Benchmark the live runtime: per-block processing time of the StreamProcessor on one CPU core, the RSS of an
 idm-live process (file input) and the time of ``import idm.runtime``. Prints a markdown table; asserts nothing.
 
-Usage: ``python benchmarks/bench_live.py [--bundle DIR] [--seconds S] [--ref DIR]``. Without ``--bundle`` the
-official checkpoint is exported to a temporary bundle first (needs the export extra).
+Usage: ``python benchmarks/bench_live.py [--bundle DIR] [--seconds S] [--ref DIR] [--replace SPEC]``. Without
+``--bundle`` the official checkpoint is exported to a temporary bundle first (needs the export extra). With
+``--replace``, 256-sample blocks are also timed with that drum replacement on (and its kit's memory printed).
 """
 
 from __future__ import annotations
@@ -56,6 +57,41 @@ def block_times(bundle: Path, audio: np.ndarray, block: int, mode: str, freeze: 
         proc.close()
 
 
+def replace_times(bundle: Path, audio: np.ndarray, block: int, spec: str, mode: str) -> tuple[np.ndarray, str]:
+    """Seconds per block of ``process`` + the drum replacement's ``Replacer.process`` (frozen kit; masked stems for
+    ``swap``), and a line on the kit: load time, memory of its samples and of the voice ring."""
+    from idm.runtime.engine.processor import ProcessorConfig, StreamProcessor
+    from idm.runtime.engine.replace import Replacer
+    from idm.runtime.replace_kit import load_replacement
+
+    stems = "masked" if mode == "swap" else "synth"
+    proc = StreamProcessor(bundle, ProcessorConfig(provider="cpu", threads=1, stems=stems, freeze=True))
+    try:
+        t0 = time.perf_counter()
+        kit = load_replacement(spec, proc.sample_rate)
+        load = time.perf_counter() - t0
+        rep = Replacer(kit, mode, proc.latency, proc.max_block)
+        about = (f"{load:.2f} s to load, samples {kit.nbytes / 2**20:.1f} MiB, voice ring "
+                 f"{(rep.nbytes - kit.nbytes) / 2**20:.1f} MiB")  # fmt: skip
+        for i in range(0, proc.sample_rate, block):  # warm-up
+            x = audio[i : i + block]
+            b = proc.process(x)
+            rep.process(b.start, b.events, b.stems, x)
+        proc.reset()
+        rep.reset()
+        times, played = [], 0
+        for i in range(0, audio.size - block + 1, block):
+            x = audio[i : i + block]
+            t0 = time.perf_counter()
+            b = proc.process(x)
+            rep.process(b.start, b.events, b.stems, x)
+            times.append(time.perf_counter() - t0)
+            played += len(b.events)
+        return np.array(times), f"{about}; {played} hits played"
+    finally:
+        proc.close()
+
+
 def rss_of_live(bundle: Path, wav: Path, out: Path) -> tuple[float, float]:
     """Peak RSS (MiB) and wall time of ``idm-live --input WAV --stems-out OUT`` as a child process.
 
@@ -88,6 +124,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the clip timed per block size")
     ap.add_argument("--mode", default="synth", choices=["synth", "none"], help="stems computed per block")
     ap.add_argument("--ref", default=os.environ.get("IDM_REFERENCE_DIR", REPO.parent / "shared/reference/idm-official"))
+    ap.add_argument("--replace", default=None, help="also time 256-sample blocks with this drum replacement on")
+    ap.add_argument("--replace-mode", default="swap", choices=["swap", "add", "solo"])
     args = ap.parse_args()
     import soundfile as sf
 
@@ -122,6 +160,18 @@ def main() -> None:
             rows.append(
                 (
                     f"block {block} ({budget * 1000:.2f} ms), {kit}: mean / p99 / max",
+                    f"{t.mean() * 1e3:.3f} / {np.percentile(t, 99) * 1e3:.3f} / {t.max() * 1e3:.3f} ms = "
+                    f"{t.mean() / budget * 100:.1f} / {np.percentile(t, 99) / budget * 100:.1f} / "
+                    f"{t.max() / budget * 100:.1f} % of the block",
+                )
+            )
+        if args.replace is not None:
+            t, about = replace_times(bundle, audio, 256, args.replace, args.replace_mode)
+            budget = 256 / 44100
+            rows.append((f"--replace {args.replace!r} ({args.replace_mode})", about))
+            rows.append(
+                (
+                    f"block 256 ({budget * 1000:.2f} ms), frozen kit, processor + replacement: mean / p99 / max",
                     f"{t.mean() * 1e3:.3f} / {np.percentile(t, 99) * 1e3:.3f} / {t.max() * 1e3:.3f} ms = "
                     f"{t.mean() / budget * 100:.1f} / {np.percentile(t, 99) / budget * 100:.1f} / "
                     f"{t.max() / budget * 100:.1f} % of the block",

@@ -350,8 +350,12 @@ def demo(
     seconds: Annotated[
         float, typer.Option(help="Length of the demo loop.", callback=number(0, 600, lo_open=True))
     ] = 8.0,
+    kit_from: KitFrom = None,
 ) -> None:
-    """Render the built-in demo drum loop and separate it (stems + MIDI) with a shipped model (no PyTorch needed)."""
+    """Render the built-in demo drum loop and separate it (stems + MIDI) with a shipped model (no PyTorch needed).
+
+    With --kit-from, the loop's performance is also played on that kit (transferred.wav).
+    """
     import soundfile as sf
 
     from idm.demo import render_demo_loop
@@ -367,7 +371,7 @@ def demo(
              stems=9, alpha=1.0, onsets=None, device=Device.cpu, seed=1234, threads=None, chunk_seconds=30.0,
              delta=None, note_length=50.0, midi_channel=10, note_map="gm", midi_tempo=120.0, events="none",
              save_activations=False, sonify=False, sonify_kit=DEFAULT_SONIFY_KIT, format="float", jobs=1,
-             quiet=False, debug=False)  # fmt: skip
+             quiet=False, debug=False, kit_from=kit_from)  # fmt: skip
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""Figures: a separation's piano roll (waveform, onset probabilities with the picker's thresholds, hits) and
-the histogram of per-note latencies measured through JACK.
+"""Figures: a separation's piano roll (waveform, onset probabilities with the picker's thresholds, hits), the
+histogram of per-note latencies measured through JACK, and spectrograms before and after a kit transfer.
 
 Torch-free. matplotlib is optional (``pip install 'inverse-drum-machine[plot]'``) and imported only when a
 figure is drawn, never when this module is imported. Data and drawing are separate steps:
@@ -28,11 +28,13 @@ __all__ = [
     "latency_histogram",
     "latency_stats",
     "load_matplotlib",
+    "log_spectrogram",
     "offline_piano_roll",
     "piano_roll_data",
     "piano_roll_figure",
     "pool_latency_records",
     "save_png",
+    "spectrogram_figure",
     "waveform_envelope",
     "write_piano_roll",
 ]
@@ -310,4 +312,47 @@ def latency_histogram(record: dict[str, Any], size: tuple[int, int] = LATENCY_SI
     ax.legend(fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.1)
+    return fig
+
+
+# ---- spectrograms (kit transfer, drum replacement: before and after) -----------------------------------------------
+
+SPECTRO_SIZE = (1400, 1000)
+
+
+def log_spectrogram(x: np.ndarray, sr: int, n_fft: int = 2048, hop: int = 512) -> tuple[np.ndarray, ...]:
+    """dB magnitude ``[F, T]`` (Hann window, 0 dB = the largest bin), frame times (s) and bin frequencies (Hz)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    x = np.pad(x, (n_fft // 2, n_fft // 2))
+    n = 1 + max(0, (x.size - n_fft) // hop)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:n]
+    mag = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)).T
+    db = 20 * np.log10(mag / max(float(mag.max()), 1e-12) + 1e-12)
+    return db, np.arange(n) * hop / sr, np.fft.rfftfreq(n_fft, 1.0 / sr)
+
+
+def spectrogram_figure(items: list[tuple[str, np.ndarray]], sr: int, title: str,
+                       size: tuple[int, int] = SPECTRO_SIZE, floor_db: float = -80.0) -> Figure:  # fmt: skip
+    """One spectrogram per ``(label, audio)``, stacked on a shared time axis (log frequency, dB, common scale).
+
+    Each image carries ``gid`` ``spectrogram`` (tests read the drawn arrays).
+    """
+    plt = load_matplotlib("spectrograms")
+    fig, axes = plt.subplots(len(items), 1, figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, sharex=True,
+                             squeeze=False)  # fmt: skip
+    image = None
+    for ax, (label, x) in zip(axes[:, 0], items, strict=True):
+        db, t, f = log_spectrogram(x, sr)
+        keep = f >= 30.0
+        image = ax.pcolormesh(t, f[keep], db[keep], shading="auto", vmin=floor_db, vmax=0.0, cmap="magma")
+        image.set_gid("spectrogram")
+        ax.set_yscale("log")
+        ax.set_ylabel("Hz")
+        ax.set_title(label, fontsize=10, loc="left")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(title, fontsize=11)
+    fig.subplots_adjust(left=0.07, right=0.9, top=0.92, bottom=0.06, hspace=0.3)
+    if image is not None:
+        cax = fig.add_axes((0.92, 0.06, 0.015, 0.86))
+        fig.colorbar(image, cax=cax, label="dB")
     return fig

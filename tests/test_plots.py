@@ -264,3 +264,29 @@ def test_live_file_roll_is_the_streams_numbers(loop_wav: Path, tmp_path: Path) -
     assert np.allclose(roll.hit_prob, [float(r["probability"]) for r in rows], atol=1e-5)
     assert np.all(roll.hit_prob >= roll.thresholds[roll.hit_class, frames] - 1e-6)
     assert "loop.wav" in roll.title and f"{len(rows)} hits" in roll.title
+
+
+def test_spectrograms_draw_each_signal_on_a_common_scale(tmp_path: Path) -> None:
+    from idm.plots import SPECTRO_SIZE, log_spectrogram, save_png, spectrogram_figure
+
+    sr = 8000
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    db, times, freqs = log_spectrogram(tone, sr, n_fft=512, hop=128)
+    assert db.shape == (257, times.size) and abs(db.max()) < 1e-6
+    assert abs(freqs[int(np.argmax(db[:, times.size // 2]))] - 1000) <= sr / 512  # the tone's bin
+    fig = spectrogram_figure([("tone", tone), ("silence", np.zeros(sr, np.float32))], sr, "test")
+    images = [c for ax in fig.axes for c in ax.collections if c.get_gid() == "spectrogram"]
+    assert len(images) == 2 and all(im.get_clim() == (-80.0, 0.0) for im in images)
+    assert png_size(save_png(fig, tmp_path / "s.png")) == SPECTRO_SIZE
+
+
+def test_kit_transfer_figure_script(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "benchmarks/figure_kit_transfer.py", "--out", str(tmp_path / "k.png"),
+                          "--wav-dir", str(tmp_path / "wav"), "--seconds", "2"], capture_output=True, text=True,
+                         check=False, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert png_size(tmp_path / "k.png")[0] > 0
+    for name in ("original", "from_recording", "to_red_zeppelin"):
+        x, sr = sf.read(str(tmp_path / "wav" / f"{name}.wav"))
+        assert sr == 44100 and np.abs(x).max() > 0.1
