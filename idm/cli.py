@@ -430,7 +430,7 @@ def models() -> None:
     from idm.models import shipped_models
 
     table = Table(title="shipped models (use by name: --model/--bundle NAME)")
-    for col in ("name", "latency", "size", "trained on", "unseen kit: F50 groups / classes, masked SDR", "use"):
+    for col in ("name", "latency", "size", "trained on", "unseen kits: F50 groups / classes, masked SDR", "use"):
         table.add_column(col)
     for m in shipped_models():
         lat = m.latency_ms

@@ -25,7 +25,7 @@ __all__ = [
 #: Shipped model names, the default first.
 SHIPPED = ("live", "paper")
 _USE = {
-    "live": "the default: live playing (idm-live, 11.6 ms) and files; causal, the best unseen-kit scores so far",
+    "live": "the default: live playing (idm-live, 11.6 ms) and files; causal, the better shipped model on unseen kits",
     "paper": "offline files only (435 ms look-ahead); the paper's architecture trained by this project",
 }
 
