@@ -71,8 +71,8 @@ def replace_times(bundle: Path, audio: np.ndarray, block: int, spec: str, mode: 
         kit = load_replacement(spec, proc.sample_rate)
         load = time.perf_counter() - t0
         rep = Replacer(kit, mode, proc.latency, proc.max_block)
-        about = (f"{load:.2f} s to load, samples {kit.nbytes / 2**20:.1f} MiB, voice ring "
-                 f"{(rep.nbytes - kit.nbytes) / 2**20:.1f} MiB")  # fmt: skip
+        about = (f"{load:.2f} s to load, samples {kit.nbytes / 2**20:.1f} MiB, buffers "
+                 f"{(rep.nbytes - kit.nbytes) / 2**10:.0f} KiB")  # fmt: skip
         for i in range(0, proc.sample_rate, block):  # warm-up
             x = audio[i : i + block]
             b = proc.process(x)

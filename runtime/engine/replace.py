@@ -9,7 +9,9 @@ start exactly at the event's output sample (the MIDI note's time), and mixes the
 - ``add``: the samples on top of the whole original mix (reinforcement);
 - ``solo``: the samples alone; drums not named are muted.
 
-Everything is preallocated in :meth:`Replacer.prepare`; :meth:`Replacer.process` works in place.
+Everything is preallocated in :meth:`Replacer.prepare`; :meth:`Replacer.process` works in place. Voices are mixed
+block by block (a sampler's voice list: each block adds the part of every sounding sample that falls in it), so a
+long cymbal costs a little in each block it sounds in, never all at once in the block where it starts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from idm.runtime.engine.delay import DelayLine
-from idm.runtime.engine.voices import VoiceEngine
 
 from idm.errors import ConfigError
 
@@ -105,6 +106,16 @@ class ReplacementKit:
         return self.layers[cls][int(self._pick[cls, v])].audio, float(self._amp[cls, v])
 
 
+@dataclass(slots=True)
+class _Voice:
+    """A sounding sample: its class, audio, first output sample and amplitude."""
+
+    cls: int
+    audio: np.ndarray
+    at: int
+    amp: float
+
+
 @dataclass
 class ReplacedBlock:
     """One block of replacement output (views valid until the next call): the mix and each class's sample track."""
@@ -133,33 +144,67 @@ class Replacer:
         Largest block.
     """
 
-    def __init__(self, kit: ReplacementKit, mode: str, latency: int, max_block: int) -> None:
+    def __init__(self, kit: ReplacementKit, mode: str, latency: int, max_block: int, max_voices: int = 256) -> None:
         if mode not in REPLACE_MODES:
             raise ConfigError(f"replace mode must be one of {', '.join(REPLACE_MODES)}, got {mode!r}")
         self.kit, self.mode, self.latency = kit, mode, int(latency)
+        self.max_voices = int(max_voices)
         self._named = kit.named.astype(np.float32)  # the stems taken out of the mix in swap mode
         self.prepare(max_block)
 
     def prepare(self, max_block: int) -> None:
         """Allocate for blocks of up to ``max_block`` samples and start a new stream."""
         self.max_block = int(max_block)
-        self.voices = VoiceEngine(self.kit.n_classes, self.kit.max_length, self.max_block)
+        self._tracks = np.zeros((self.kit.n_classes, self.max_block), dtype=np.float32)
+        self._tmp = np.zeros(self.max_block, dtype=np.float32)
         self._mix = np.zeros(self.max_block, dtype=np.float32)
         self._sum = np.zeros(self.max_block, dtype=np.float32)
         self._delay = DelayLine(self.latency, self.max_block) if self.mode != "solo" else None
         self._out = np.zeros(self.max_block, dtype=np.float32)
+        self._amp = np.zeros((), dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
         """A new stream: silence, output timeline back to sample 0."""
-        self.voices.reset()
+        self.position = 0  #: the next output sample
+        # sounding voices, at most max_voices (the oldest is dropped)
+        self._voices: list[_Voice] = []
         if self._delay is not None:
             self._delay.reset()
 
     @property
     def nbytes(self) -> int:
-        """Memory held: the samples and the voice ring."""
-        return self.kit.nbytes + self.voices._ring.nbytes
+        """Memory held: the samples and the block buffers."""
+        return self.kit.nbytes + sum(a.nbytes for a in (self._tracks, self._tmp, self._mix, self._sum, self._out))
+
+    @property
+    def voices(self) -> int:
+        """Samples sounding now."""
+        return len(self._voices)
+
+    def _mix_voices(self, start: int, n: int) -> np.ndarray:
+        """The sounding voices' samples ``[start, start + n)`` into the per-class tracks; ended voices leave."""
+        tracks = self._tracks[:, :n]
+        tracks.fill(0.0)
+        tmp, amp = self._tmp, self._amp
+        keep = 0
+        for v in self._voices:
+            shot = v.audio
+            off = start - v.at
+            p = max(0, -off)  # first sample of this block the voice sounds in
+            if p < n:
+                q = min(n, shot.shape[0] - off)
+                if q > p:
+                    amp[()] = v.amp
+                    seg = tmp[: q - p]
+                    np.multiply(shot[off + p : off + q], amp, out=seg)
+                    row = tracks[v.cls, p:q]
+                    np.add(row, seg, out=row)
+            if shot.shape[0] - off > n:  # still sounding after this block
+                self._voices[keep] = v
+                keep += 1
+        del self._voices[keep:]
+        return tracks
 
     def process(
         self, start: int, events: Sequence[NoteEvent], stems: np.ndarray | None, x: np.ndarray
@@ -169,8 +214,8 @@ class Replacer:
         n = x.shape[0] if stems is None else stems.shape[-1]
         if n > self.max_block:
             raise ValueError(f"block of {n} samples exceeds max_block {self.max_block}")
-        if start != self.voices.position:
-            raise ValueError(f"block starts at {start}, the replacer is at {self.voices.position}")
+        if start != self.position:
+            raise ValueError(f"block starts at {start}, the replacer is at {self.position}")
         named = self.kit.named
         for e in events:
             k = e.cls
@@ -178,15 +223,13 @@ class Replacer:
                 continue
             shot, amp = self.kit.sample(k, e.velocity)
             at = int(e.sample)
-            if at < start:  # due before this block (cannot happen with a processor's events): play the rest
-                if at + shot.shape[0] <= start:
-                    continue
-                shot, at = shot[start - at :], start
-            room = start + self.voices.capacity - n - at  # a flush's events past the end: as much as the ring holds
-            if room <= 0:
+            if at + shot.shape[0] <= start:  # due and over before this block (not a processor's event)
                 continue
-            self.voices.trigger(k, at, shot[:room] if room < shot.shape[0] else shot, amp)
-        tracks = self.voices.read(n)
+            if len(self._voices) >= self.max_voices:
+                del self._voices[0]  # the oldest voice makes room
+            self._voices.append(_Voice(k, shot, at, amp))
+        tracks = self._mix_voices(start, n)
+        self.position += n
         mix = self._mix[:n]
         if self._delay is not None:
             np.copyto(mix, self._delay.process(x[:n]))
