@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from idm.classes import CLASSES, GROUP_OF, GROUPS
+from idm.classes import CLASSES, GROUPS
 
 __all__ = ["Hit", "KitTransfer", "Transcription", "transcribe", "transfer_kit"]
 
@@ -79,20 +80,11 @@ def transcribe(
     >>> [(h.cls, round(h.time, 3), h.velocity) for h in t.hits[:3]]  # doctest: +SKIP
     >>> t.stems["kick"].shape                              # doctest: +SKIP
     """
-    from idm.audio import read_frames
     from idm.errors import AudioInputError
     from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
 
-    if isinstance(audio, str | Path):
-        x, sr = read_frames(audio)
-        if sample_rate is not None and sample_rate != sr:
-            raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
-        name = str(audio)
-    else:
-        if sample_rate is None:
-            raise AudioInputError("an array input needs its sample_rate")
-        x, sr, name = np.asarray(audio, dtype=np.float32), int(sample_rate), "<array>"
+    x, sr, name = _read(audio, sample_rate)
     mode = stems or "none"
     sep = OfflineSeparator(resolve_bundle(str(model)),
                            OfflineConfig(mode=mode, threads=threads, provider=provider, delta=delta))  # fmt: skip
@@ -102,16 +94,8 @@ def transcribe(
         raise AudioInputError(str(e).replace("<array>", name)) from None
     assert analysis.onset_prob is not None
     probs = analysis.onset_prob
-    hits = [Hit(o.cls, o.time, o.velocity, float(probs[int(k), int(j)]), o.note)
-            for o, k, j in zip(onsets, ks, js, strict=True)]  # fmt: skip
-    named: dict[str, np.ndarray] | None = None
-    if out is not None:
-        if groups:
-            g = np.zeros((len(GROUPS), out.shape[1]), dtype=np.float32)
-            np.add.at(g, np.array([GROUPS.index(c) for c in GROUP_OF]), out)
-            named = dict(zip(GROUPS, g, strict=True))
-        else:
-            named = dict(zip(CLASSES, out, strict=True))
+    hits = _hits(onsets, ks, js, probs)
+    named = None if out is None else _named(out, groups)
     return Transcription(hits, named, sr, probs, sep.sample_rate / sep.hop)
 
 
@@ -148,28 +132,21 @@ def transfer_kit(
     >>> t = transfer_kit("song.wav", "other_drums.wav")     # doctest: +SKIP
     >>> import soundfile as sf; sf.write("song_on_other_kit.wav", t.mix, t.sample_rate)  # doctest: +SKIP
     """
-    from idm.audio import read_frames
     from idm.errors import AudioInputError
     from idm.models import resolve_bundle
     from idm.runtime.offline import OfflineConfig, OfflineSeparator
     from idm.runtime.sources import ArraySource
 
-    if isinstance(audio, str | Path):
-        x, sr = read_frames(audio)
-        if sample_rate is not None and sample_rate != sr:
-            raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
-    else:
-        if sample_rate is None:
-            raise AudioInputError("an array input needs its sample_rate")
-        x, sr = np.asarray(audio, dtype=np.float32), int(sample_rate)
+    x, sr, name = _read(audio, sample_rate)
     sep = OfflineSeparator(resolve_bundle(str(model)), OfflineConfig(mode="none", threads=threads, provider=provider,
                                                                       delta=delta, kit_from=kit_from))  # fmt: skip
-    a = sep.analyse(ArraySource(x, sr))
+    try:
+        a = sep.analyse(ArraySource(x, sr))
+    except AudioInputError as e:
+        raise AudioInputError(str(e).replace("<array>", name)) from None
     ks, js = sep.hits(a)
-    onsets = sep.onsets(a, ks, js)
     assert a.onset_prob is not None
-    hits = [Hit(o.cls, o.time, o.velocity, float(a.onset_prob[int(k), int(j)]), o.note)
-            for o, k, j in zip(onsets, ks, js, strict=True)]  # fmt: skip
+    hits = _hits(sep.onsets(a, ks, js), ks, js, a.onset_prob)
     tracks = sep.transfer_tracks(a, ks, js).render(0, a.n_model_samples)
     if sr != sep.sample_rate:
         from idm.audio import resample
@@ -179,10 +156,32 @@ def transfer_kit(
     out = np.zeros((tracks.shape[0], n), dtype=np.float32)
     m = min(n, tracks.shape[1])
     out[:, :m] = tracks[:, :m]
-    if groups:
-        g = np.zeros((len(GROUPS), n), dtype=np.float32)
-        np.add.at(g, np.array([GROUPS.index(c) for c in GROUP_OF]), out)
-        stems = dict(zip(GROUPS, g, strict=True))
-    else:
-        stems = dict(zip(CLASSES, out, strict=True))
-    return KitTransfer(out.sum(axis=0), stems, sr, hits)
+    return KitTransfer(out.sum(axis=0), _named(out, groups), sr, hits)
+
+
+def _read(audio: str | Path | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int, str]:
+    """Samples ``[n]`` or ``[n, channels]``, their rate and a name for messages, from a path or an array."""
+    from idm.audio import read_frames
+    from idm.errors import AudioInputError
+
+    if isinstance(audio, str | Path):
+        x, sr = read_frames(audio)
+        if sample_rate is not None and sample_rate != sr:
+            raise AudioInputError(f"{audio}: the file is at {sr} Hz; sample_rate={sample_rate} is for arrays")
+        return x, sr, str(audio)
+    if sample_rate is None:
+        raise AudioInputError("an array input needs its sample_rate")
+    return np.asarray(audio, dtype=np.float32), int(sample_rate), "<array>"
+
+
+def _hits(onsets: list[Any], ks: np.ndarray, js: np.ndarray, probs: np.ndarray) -> list[Hit]:
+    """The separator's onsets as :class:`Hit`, each with its onset probability."""
+    return [Hit(o.cls, o.time, o.velocity, float(probs[int(k), int(j)]), o.note)
+            for o, k, j in zip(onsets, ks, js, strict=True)]  # fmt: skip
+
+
+def _named(stems: np.ndarray, groups: bool) -> dict[str, np.ndarray]:
+    """Per-class stems ``[9, n]`` by name, or summed into the 5 groups."""
+    from idm.classes import group_sum
+
+    return dict(zip(GROUPS, group_sum(stems), strict=True)) if groups else dict(zip(CLASSES, stems, strict=True))

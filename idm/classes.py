@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CLASSES",
@@ -13,6 +14,7 @@ __all__ = [
     "DrumClass",
     "class_index",
     "class_permutation",
+    "group_sum",
     "official_to_project",
 ]
 
@@ -62,6 +64,16 @@ def class_index(name: str) -> int:
 def class_permutation(model_classes: tuple[str, ...] | list[str]) -> list[int]:
     """Indices ``p`` such that ``model_output[p]`` is in project order (:data:`CLASSES`)."""
     return [list(model_classes).index(c) for c in CLASSES]
+
+
+def group_sum(stems: Any) -> Any:
+    """Per-class stems ``[9, ...]`` (project order) summed into the 5 groups ``[5, ...]`` (:data:`GROUPS` order)."""
+    import numpy as np
+
+    x = np.asarray(stems)
+    out = np.zeros((len(GROUPS), *x.shape[1:]), dtype=x.dtype)
+    np.add.at(out, np.array([GROUPS.index(g) for g in GROUP_OF]), x)
+    return out
 
 
 def official_to_project(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -29,7 +29,9 @@ __all__ = [
     "latency_stats",
     "load_matplotlib",
     "log_spectrogram",
+    "model_label",
     "offline_piano_roll",
+    "onsets_piano_roll",
     "piano_roll_data",
     "piano_roll_figure",
     "pool_latency_records",
@@ -204,9 +206,20 @@ def write_piano_roll(roll: PianoRoll, path: str | Path, size: tuple[int, int] = 
     return save_png(piano_roll_figure(roll, size), path)
 
 
-def _model_label(ref: str, manifest: dict[str, Any] | None) -> str:
+def model_label(ref: str, manifest: dict[str, Any] | None) -> str:
+    """How a figure names a bundle: the reference given and, when it differs, the model's name in its manifest."""
     name = (manifest or {}).get("source", {}).get("model_name")
     return f"{ref} ({name})" if name and name != ref else ref
+
+
+def onsets_piano_roll(title: str, input_path: str | Path, onset_prob: np.ndarray, onsets: list[Any], frame_rate: float,
+                      picker: Any, class_names: tuple[str, ...]) -> PianoRoll:  # fmt: skip
+    """The piano roll of onsets found on a frame grid (``idm.midi.Onset``: class name, time) with the picker
+    (``PickerParams``) that found them."""
+    ks = np.array([class_names.index(o.cls) for o in onsets], dtype=np.int64)
+    js = np.array([round(o.time * frame_rate) for o in onsets], dtype=np.int64)  # onsets are at frame / frame rate
+    return piano_roll_data(title, waveform_envelope(input_path), onset_prob, frame_rate, ks, js, picker.delta,
+                           picker.threshold, picker.pre_avg, picker.post_avg, class_names)  # fmt: skip
 
 
 def offline_piano_roll(sep: Any, input_path: str | Path, result: Any, model: str) -> PianoRoll:
@@ -214,14 +227,10 @@ def offline_piano_roll(sep: Any, input_path: str | Path, result: Any, model: str
     a = result.analysis
     if a.onset_prob is None:
         raise ValueError("the separation kept no onset probabilities")
-    rate = sep.sample_rate / sep.hop
-    ks = np.array([sep.class_names.index(o.cls) for o in result.onsets], dtype=np.int64)
-    js = np.array([round(o.time * rate) for o in result.onsets], dtype=np.int64)  # onsets are at frame * hop / rate
-    pp = sep.picker_params
     path = Path(input_path)
-    title = f"{path.name}: model {_model_label(model, sep.bundle.manifest)}, {len(result.onsets)} hits"
-    return piano_roll_data(title, waveform_envelope(path), a.onset_prob, rate, ks, js, pp.delta, pp.threshold,
-                           pp.pre_avg, pp.post_avg, tuple(sep.class_names))  # fmt: skip
+    title = f"{path.name}: model {model_label(model, sep.bundle.manifest)}, {len(result.onsets)} hits"
+    return onsets_piano_roll(title, path, a.onset_prob, result.onsets, sep.sample_rate / sep.hop, sep.picker_params,
+                             tuple(sep.class_names))  # fmt: skip
 
 
 def checkpoint_piano_roll(

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from idm.runtime.live import LiveSession
+from idm.runtime.monitor import monitor_names
 from idm.runtime.outputs import MidiRecorder, OutputFolder, check_output_file
 from idm.runtime.scheduler import Clock, MidiScheduler, MonotonicClock
 from idm.runtime.sources import DemoSource, FileSource, RingSource, resampler_lag
@@ -89,7 +89,7 @@ def _check(o: LiveOptions) -> None:
         if o.mode != "masked" and o.replace_mode == "swap":
             raise IDMError("--replace-mode swap takes the named drums out of the mix with their masked stems: "
                            "use --mode masked")  # fmt: skip
-        if o.stems_out is None and (o.monitor is None or "replaced" not in o.monitor):
+        if o.stems_out is None and "replaced" not in monitor_names(o.monitor or ""):
             raise IDMError("--replace plays into --stems-out (replaced.wav) or --monitor replaced: add one of them")
     if o.seconds is not None and not o.seconds > 0:
         raise IDMError(f"--seconds must be positive, got {o.seconds}")
@@ -244,7 +244,7 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         need = block_s + in_lat + lag / model_rate + block_s / 4 + SAFETY_SECONDS
         output_driven = stream is not None and not stream.has_input
         margin = math.ceil(need * model_rate) if paced and not output_driven else 0
-        plays_replaced = replacer is not None and o.monitor is not None and "replaced" in o.monitor.lower()
+        plays_replaced = replacer is not None and "replaced" in monitor_names(o.monitor or "")
         if plays_replaced and stream is not None and stream.has_output:
             # the replaced drums and the MIDI notes leave together: the notes wait for the monitor's output delay
             out = stream.delay + round(stream.latency[1] * stream.spec.samplerate)
@@ -278,7 +278,9 @@ def build_session(o: LiveOptions, log: Any = None) -> LiveSession:
         fmt = o.audio_format or DEFAULT_FORMAT
         extras = None
         if o.extras is not None and o.extras.any:
-            label = _bundle_label(o.bundle, bundle.manifest)
+            from idm.plots import model_label
+
+            label = model_label("live" if o.bundle is None else str(o.bundle), bundle.manifest)
             extras = _extras_writer(o.extras, style, source, proc, clip if o.kind == "file" else None, label)
         folder = None
         writer = None
@@ -371,13 +373,6 @@ def _bind(extras: Any, recorder: MidiRecorder | None) -> Any:
     return lambda base: extras(base, recorder.onsets)
 
 
-def _bundle_label(ref: Any, manifest: dict[str, Any]) -> str:
-    """How a figure names the bundle: the reference given (default: live) and the model's name."""
-    name = manifest.get("source", {}).get("model_name")
-    ref = "live" if ref is None else str(ref)
-    return f"{ref} ({name})" if name and name != ref else ref
-
-
 def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any, label: str = "") -> Any:
     """``write(base, onsets)``: the optional files beside a MIDI file (kit loaded now, before any audio)."""
     from idm.runtime.activations_out import Activations
@@ -396,16 +391,11 @@ def _extras_writer(cfg: Any, style: Any, source: Any, proc: Any, clip: Any, labe
         path = getattr(source, "path", None)
         if clip is None or clip.onset_prob is None or path is None:
             return None
-        from idm.plots import piano_roll_data, waveform_envelope
+        from idm.plots import onsets_piano_roll
 
-        rate = proc.sample_rate / proc.hop
-        names = tuple(proc.class_names)
-        ks = np.array([names.index(o.cls) for o in onsets], dtype=np.int64)
-        js = np.array([round(o.time * rate) for o in onsets], dtype=np.int64)  # hits sit on the frame grid
-        p = proc.picker_params
         title = f"{Path(path).name}: idm-live, bundle {label}, {len(onsets)} hits"
-        return piano_roll_data(title, waveform_envelope(path), clip.onset_prob, rate, ks, js, p.delta, p.threshold,
-                               p.pre_avg, p.post_avg, names)  # fmt: skip
+        return onsets_piano_roll(title, path, clip.onset_prob, onsets, proc.sample_rate / proc.hop, proc.picker_params,
+                                 tuple(proc.class_names))  # fmt: skip
 
     def write(base: Path, onsets: list[Any]) -> list[Path]:
         name = str(getattr(source, "path", "")) or None

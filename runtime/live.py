@@ -339,8 +339,6 @@ class LiveSession:
         for a in range(0, n, r.max_block):
             b = min(n, a + r.max_block)
             ev = [e for e in blk.events if blk.start + a <= e.sample < blk.start + b]
-            if a == 0:
-                ev += [e for e in blk.events if e.sample < blk.start]
             st = None if blk.stems is None else blk.stems[:, a:b]
             parts.append(r.process(blk.start + a, ev, st, x[a:b]).mix.copy())
         return np.concatenate(parts)

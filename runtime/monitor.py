@@ -9,10 +9,15 @@ from idm.runtime.sources import Resampler
 from idm.classes import CLASSES, GROUP_OF, GROUPS
 from idm.errors import IDMError
 
-__all__ = ["INPUT", "REPLACED", "Monitor", "parse_monitor"]
+__all__ = ["INPUT", "REPLACED", "Monitor", "monitor_names", "parse_monitor"]
 
 INPUT = len(CLASSES)  #: row of the input signal in the mixing matrix (after the 9 stems)
 REPLACED = INPUT + 1  #: row of the replaced mix (``--replace``)
+
+
+def monitor_names(spec: str) -> set[str]:
+    """The sources a ``--monitor`` text names (``kick``, ``input``, ``replaced``...), lower case, channels dropped."""
+    return {item.partition("@")[0].strip().lower() for item in spec.split(",") if item.strip()}
 
 
 def parse_monitor(spec: str, channels: int) -> np.ndarray:

@@ -12,7 +12,7 @@ downmix and apply to each channel; synthesized stems are mono.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from idm.runtime.sequencer import HitSequencer
 from idm.runtime.sources import ArraySource, FileSource
 from idm.runtime.stems_writer import StemsWriter
 
-from idm.classes import CLASSES, GROUP_OF, GROUPS
+from idm.classes import CLASSES, GROUPS, group_sum
 from idm.errors import ConfigError, IDMError, OutputError
 from idm.midi import MidiStyle, Onset, to_midi_velocity, write_midi
 
@@ -160,11 +160,18 @@ class OfflineSeparator:
         assert self.transfer is not None and a.velocity is not None
         t = self.transfer
         if isinstance(t, ReplacementKit):
-            vel = to_midi_velocity(a.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
-            return SampleSequencer(t, ks, js * self.hop, vel)
+            return self._sample_tracks(t, a, ks, js)
         bank = self.synth(t.kit_embedding)
         amps = a.velocity[ks, js].astype(np.float32) * np.asarray(t.gains, dtype=np.float32)[ks]
         return HitSequencer(bank, ks, js * self.hop, amps)
+
+    def _sample_tracks(self, kit: ReplacementKit, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> SampleSequencer:
+        """``kit``'s samples at the hits ``(ks, js)`` with their MIDI velocities (as the MIDI file has them)."""
+        return SampleSequencer(kit, ks, js * self.hop, self._midi_velocities(a, ks, js))
+
+    def _midi_velocities(self, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> np.ndarray:
+        assert a.velocity is not None
+        return to_midi_velocity(a.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
 
     def _write_transfer(self, source: FileSource, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray,
                         folder: Path) -> None:  # fmt: skip
@@ -174,17 +181,14 @@ class OfflineSeparator:
         cfg = self.config
         seq = self.transfer_tracks(a, ks, js)
         names = CLASSES if cfg.stems == 9 else GROUPS
-        group = None if cfg.stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
         files = ("transferred", *[f"transferred_{n}" for n in names])
         writer = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
                              extension=cfg.extension, names=files)  # fmt: skip
         try:
             for s0 in range(0, a.n_model_samples, RENDER_BLOCK):
                 tracks = seq.render(s0, min(a.n_model_samples, s0 + RENDER_BLOCK))
-                if group is not None:
-                    grouped = np.zeros((len(GROUPS), tracks.shape[1]), np.float32)
-                    np.add.at(grouped, group, tracks)
-                    tracks = grouped
+                if cfg.stems == 5:
+                    tracks = group_sum(tracks)
                 out = np.concatenate([tracks.sum(axis=0, keepdims=True), tracks])
                 writer.write(s0, out)
             writer.close(a.n_samples)
@@ -211,8 +215,8 @@ class OfflineSeparator:
 
     def onsets(self, analysis: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> list[Onset]:
         """The hits as MIDI onsets (seconds from the start of the input, MIDI velocity)."""
-        assert analysis.velocity is not None and analysis.onset_prob is not None
-        vel = to_midi_velocity(analysis.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
+        assert analysis.onset_prob is not None
+        vel = self._midi_velocities(analysis, ks, js)
         prob = analysis.onset_prob[ks, js] if ks.size else np.zeros(0, np.float32)
         return [Onset(CLASSES[int(k)], float(j * self.hop / self.sample_rate), int(v), float(p))
                 for k, j, v, p in zip(ks, js, vel, prob, strict=True)]  # fmt: skip
@@ -256,9 +260,7 @@ class OfflineSeparator:
         renderer = self.renderer(a, ks, js)
         if cfg.replace is not None:
             kit = cfg.replace
-            assert a.velocity is not None
-            vel = to_midi_velocity(a.velocity[ks, js]) if ks.size else np.zeros(0, np.int64)
-            seq = SampleSequencer(kit, ks, js * self.hop, vel)
+            seq = self._sample_tracks(kit, a, ks, js)
             named = [k for k in range(len(CLASSES)) if kit.named[k]]
             names = ("replaced", *[f"replaced_{CLASSES[k]}" for k in named])
             replaced = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,
@@ -266,9 +268,12 @@ class OfflineSeparator:
             taken = kit.named.astype(np.float32)
         try:
             need_input = replaced is not None and cfg.replace_mode != "solo"
-            blocks = renderer.blocks_with_input(source) if need_input else renderer.blocks(source)
-            for item in blocks:
-                start, stems = item[0], item[1]
+            blocks: Iterable[tuple[int, np.ndarray, np.ndarray | None]] = (
+                renderer.blocks_with_input(source)
+                if need_input
+                else ((b, st, None) for b, st in renderer.blocks(source))
+            )
+            for start, stems, x in blocks:
                 writer.write(start, stems)
                 if replaced is not None:
                     m = stems.shape[-1]
@@ -277,7 +282,7 @@ class OfflineSeparator:
                     if cfg.replace_mode == "solo":
                         mix = np.broadcast_to(total, (channels, m))
                     else:
-                        x = item[2]
+                        assert x is not None
                         mix = (x.mean(axis=0, keepdims=True) if channels == 1 else x) + total
                         if cfg.replace_mode == "swap":
                             mix = mix - np.einsum("k,kcm->cm", taken, stems)

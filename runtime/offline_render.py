@@ -104,14 +104,15 @@ class BlockRenderer:
             if keep > base:
                 buf, base = buf[:, keep - base :], keep
 
-    def blocks_with_input(self, source: FileSource | ArraySource) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """As :meth:`blocks`, with each block's input ``[C, m]`` at the model rate (for ``--replace add``)."""
+    def _blocks(
+        self, source: FileSource | ArraySource, need_input: bool
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """``(start, stems [K, C, m], input [C, m] or None)`` per block, in order, the stems on worker threads."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="idm-render") as pool:
-            queue: list[tuple[int, Future[np.ndarray], np.ndarray]] = []
-            for s0, s1, mix, e0 in self._mixture(source, need_input=True):
-                assert mix is not None
-                x = mix[:, s0 - e0 : s1 - e0]
-                queue.append((s0, pool.submit(self._job, s0, s1, mix if self.wiener is not None else None), x))
+            queue: list[tuple[int, Future[np.ndarray], np.ndarray | None]] = []
+            for s0, s1, mix, e0 in self._mixture(source, need_input):
+                x = None if mix is None or not need_input else mix[:, s0 - e0 : s1 - e0]
+                queue.append((s0, pool.submit(self._job, s0, s1, mix), x))
                 if len(queue) >= 2 * self.workers:
                     start, fut, xb = queue.pop(0)
                     yield start, fut.result(), xb
@@ -119,15 +120,13 @@ class BlockRenderer:
                 start, fut, xb = queue.pop(0)
                 yield start, fut.result(), xb
 
+    def blocks_with_input(self, source: FileSource | ArraySource) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """As :meth:`blocks`, with each block's input ``[C, m]`` at the model rate (``--replace swap|add``)."""
+        for start, stems, x in self._blocks(source, need_input=True):
+            assert x is not None
+            yield start, stems, x
+
     def blocks(self, source: FileSource | ArraySource) -> Iterator[tuple[int, np.ndarray]]:
         """The stems of ``source`` (rewound first), ``(start, [K, C, m])`` per block at the model rate, in order."""
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="idm-render") as pool:
-            queue: list[tuple[int, Future[np.ndarray]]] = []
-            for s0, s1, mix, _ in self._mixture(source):
-                queue.append((s0, pool.submit(self._job, s0, s1, mix)))
-                if len(queue) >= 2 * self.workers:
-                    start, fut = queue.pop(0)
-                    yield start, fut.result()
-            while queue:
-                start, fut = queue.pop(0)
-                yield start, fut.result()
+        for start, stems, _ in self._blocks(source, need_input=False):
+            yield start, stems

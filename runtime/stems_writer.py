@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from idm.classes import GROUP_OF, GROUPS
+from idm.classes import GROUPS, group_sum
 from idm.errors import OutputError
 
 __all__ = ["StemsWriter"]
@@ -62,12 +62,10 @@ class StemsWriter:
         if stems not in (5, 9):
             raise ValueError(f"stems must be 9 or 5, got {stems}")
         self.names = names if names is not None else (CLASSES if stems == 9 else GROUPS)
-        if names is not None:
-            stems = 9  # files named by the caller: written as given, never grouped
         self.latency = int(latency)
         self.out_rate = int(out_rate)
         self.channels = int(channels)
-        self._group = None if stems == 9 else np.array([GROUPS.index(g) for g in GROUP_OF])
+        self._grouping = names is None and stems == 5  # files named by the caller are written as given
         self._files = [
             sf.SoundFile(str(Path(folder) / f"{n}.{extension}"), "w", self.out_rate, self.channels, subtype=subtype)
             for n in self.names
@@ -82,11 +80,7 @@ class StemsWriter:
         self.closed = False
 
     def _grouped(self, stems: np.ndarray) -> np.ndarray:
-        if self._group is None:
-            return stems
-        out = np.zeros((len(GROUPS), *stems.shape[1:]), dtype=np.float32)
-        np.add.at(out, self._group, stems)
-        return out
+        return group_sum(stems) if self._grouping else stems
 
     def _emit(self, frames: np.ndarray, limit: int | None) -> None:
         """Write ``frames`` ``[S, channels, n]`` (at ``out_rate``), at most up to ``limit`` frames in total."""

@@ -156,6 +156,52 @@ class Player:
         self.client.close()
 
 
+def _play_through(player: Player, proc: subprocess.Popen, loop: np.ndarray) -> str:
+    """Wire idm-live (``proc``: mic input and two monitor outputs on PortAudio, the virtual MIDI port) to the player,
+    play ``loop`` and half a second of silence, stop idm-live with Ctrl-C once its last notes are out; its stderr.
+    The player is closed and idm-live ended in every case."""
+    try:
+        midi_port = "idm-live:IDM Drums"
+        _wait_for(lambda: midi_port in player.ports(is_midi=True), 120, "the MIDI port", proc)
+        _wait_for(lambda: any(p.startswith("PortAudio") for p in player.ports(is_audio=True, is_input=True)), 30,
+                  "the PortAudio input", proc)  # fmt: skip
+        for p in [p for p in player.ports(is_audio=True, is_input=True) if p.startswith("PortAudio")]:
+            for src in player.client.get_all_connections(p):
+                player.client.disconnect(src, p)
+            player.client.connect(player.out, p)
+        player.client.connect(midi_port, player.midi_in)
+
+        def pa_out() -> list[str]:
+            return sorted(p for p in player.ports(is_audio=True, is_output=True) if p.startswith("PortAudio"))
+
+        _wait_for(lambda: len(pa_out()) == 2, 30, "the PortAudio outputs", proc)
+        for src, dst in zip(pa_out(), player.ins, strict=True):
+            player.client.connect(src, dst)
+        time.sleep(0.5)
+        player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
+        _wait_for(lambda: player.finished, 60, "the end of playback", proc)
+        time.sleep(1.0)  # notes of the last hits leave one latency after them
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        player.close()
+    return err
+
+
+def _gc_off(request) -> None:
+    """The test's JACK client runs its process callback in Python, in this process: a garbage collection of the
+    large heap earlier tests leave (the Triton interpreter's, say) stalls it for tens of milliseconds and makes
+    playback and the MIDI time stamps late. Collect once now and keep the collector off until the test ends."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    request.addfinalizer(gc.enable)
+    request.addfinalizer(gc.unfreeze)
+
+
 def loop_onsets(seconds: float, sr: int = RATE) -> list[tuple[str, int]]:
     """Ground truth of :func:`idm.demo.render_demo_loop`: (class, start sample) of every hit."""
     from idm.demo import demo_loop_hits
@@ -242,14 +288,7 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     manifest = __import__("json").loads((official_bundle / "manifest.json").read_text())
     assert manifest["audio"]["sample_rate"] == RATE
 
-    # The test's JACK client runs its process callback in Python, in this process: a garbage collection of the
-    # large heap earlier tests leave (the Triton interpreter's, say) stalls it for tens of milliseconds and
-    # makes playback and the MIDI time stamps late. Collect once now and keep the collector off until the end.
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    request.addfinalizer(gc.enable)
-    request.addfinalizer(gc.unfreeze)
+    _gc_off(request)
     player = Player()
     midi_file = tmp_path / "take.mid"
     # --freeze-kit: this test is about timing, ports and latency. With the running kit the official model's
@@ -262,36 +301,7 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
          "--output-device", "system", "--monitor", "input@1,all@2", "--seconds", "120", "--quiet", "--freeze-kit"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        midi_port = "idm-live:IDM Drums"
-        _wait_for(lambda: midi_port in player.ports(is_midi=True), 120, "the MIDI port", proc)
-        _wait_for(lambda: any(p.startswith("PortAudio") for p in player.ports(is_audio=True, is_input=True)), 30,
-                  "the PortAudio input", proc)  # fmt: skip
-        pa_in = [p for p in player.ports(is_audio=True, is_input=True) if p.startswith("PortAudio")]
-        for p in pa_in:
-            for src in player.client.get_all_connections(p):
-                player.client.disconnect(src, p)
-            player.client.connect(player.out, p)
-        player.client.connect(midi_port, player.midi_in)
-
-        def pa_out() -> list[str]:
-            return sorted(p for p in player.ports(is_audio=True, is_output=True) if p.startswith("PortAudio"))
-
-        _wait_for(lambda: len(pa_out()) == 2, 30, "the PortAudio outputs", proc)
-        pa_out = pa_out()
-        for src, dst in zip(pa_out, player.ins, strict=True):
-            player.client.connect(src, dst)
-        time.sleep(0.5)
-        player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
-        _wait_for(lambda: player.finished, 60, "the end of playback", proc)
-        time.sleep(1.0)  # notes of the last hits leave one latency after them
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        player.close()
+    err = _play_through(player, proc, loop)
     assert proc.returncode == 0, err
     total = int(err.split("idm-live: latency ")[1].split("(")[1].split(" samples")[0])
     latency = int(err.split("model ")[1].split(",")[0])  # the processor's latency
@@ -440,11 +450,7 @@ def test_jack_replaced_audio_latency(jack_server, tmp_path: Path, request):
     kicks = [s for cls, s in loop_onsets(seconds) if cls == "kick"]
     click = (0.9 * 0.5 ** (np.arange(400) / 20.0)).astype(np.float32)  # a spike: its first sample is its onset
     sf.write(str(tmp_path / "click.wav"), click, RATE, subtype="FLOAT")
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    request.addfinalizer(gc.enable)
-    request.addfinalizer(gc.unfreeze)
+    _gc_off(request)
     player = Player("idm-test-replace")
     proc = subprocess.Popen(
         [*LIVE, "--input", "mic", "--device", "system", "--midi-api", "jack", "--block-size", str(PERIOD),
@@ -452,34 +458,7 @@ def test_jack_replaced_audio_latency(jack_server, tmp_path: Path, request):
          "--replace-mode", "solo", "--seconds", "60", "--quiet", "--freeze-kit"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        midi_port = "idm-live:IDM Drums"
-        _wait_for(lambda: midi_port in player.ports(is_midi=True), 120, "the MIDI port", proc)
-        _wait_for(lambda: any(p.startswith("PortAudio") for p in player.ports(is_audio=True, is_input=True)), 30,
-                  "the PortAudio input", proc)  # fmt: skip
-        for p in [p for p in player.ports(is_audio=True, is_input=True) if p.startswith("PortAudio")]:
-            for src in player.client.get_all_connections(p):
-                player.client.disconnect(src, p)
-            player.client.connect(player.out, p)
-        player.client.connect(midi_port, player.midi_in)
-
-        def pa_out() -> list[str]:
-            return sorted(p for p in player.ports(is_audio=True, is_output=True) if p.startswith("PortAudio"))
-
-        _wait_for(lambda: len(pa_out()) == 2, 30, "the PortAudio outputs", proc)
-        for src, dst in zip(pa_out(), player.ins, strict=True):
-            player.client.connect(src, dst)
-        time.sleep(0.5)
-        player.play(np.concatenate([loop, np.zeros(RATE // 2, np.float32)]))
-        _wait_for(lambda: player.finished, 60, "the end of playback", proc)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        player.close()
+    err = _play_through(player, proc, loop)
     assert proc.returncode == 0, err
     total = int(err.split("idm-live: latency ")[1].split("(")[1].split(" samples")[0])
     reported = int(err.split("the replaced audio plays ")[1].split(" frames")[0])

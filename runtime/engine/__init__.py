@@ -34,7 +34,8 @@ onnxruntime's own work memory lives in its arena, outside numpy.
 
 Parts, one module each: ``bundle`` (load and verify), ``frontend`` (log-mel),
 ``encoder`` (onnxruntime session and state), ``peaks`` (picker), ``bank`` (one-shot bank, refreshed in the
-background), ``voices`` (overlap-add of one-shots), ``wiener`` (masked stems), ``providers`` (CPU/CUDA).
+background), ``voices`` (overlap-add of one-shots), ``wiener`` (masked stems), ``providers`` (CPU/CUDA),
+``delay`` (a preallocated delay line), ``replace`` (drum replacement: samples played at the events).
 """
 
 from idm.runtime.engine.bundle import Bundle, load_bundle
