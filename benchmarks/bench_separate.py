@@ -6,7 +6,7 @@ through onnxruntime, no PyTorch), ``idm separate --backend torch`` (the same mod
 (``--model``) when the reference is there. Reports numbers only: the median wall time of ``--repeat`` runs (on a
 shared machine other jobs' load lands in it; the CPU time, user + system, is steadier) and the largest peak RSS.
 
-    python benchmarks/bench_separate.py [--threads 2] [--seconds 10 180] [--repeat 5] [--only onnx]
+    python benchmarks/bench_separate.py [--threads 2] [--seconds 10 180] [--repeat 5] [--only onnx] [--bundle PATH]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, nargs="+", default=[10.0, 180.0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per command; the median is reported")
     ap.add_argument("--only", nargs="+", default=None, help="run only the commands whose name contains one of these")
+    ap.add_argument("--bundle", nargs="+", default=[], help="also `idm separate --bundle PATH` for each (before/after)")
     args = ap.parse_args()
     from idm.demo import render_demo_loop
 
@@ -69,6 +70,9 @@ def main() -> None:
                                                         "--input", str(wav), "--mode", "masked", "--stems-out", out,
                                                         "--no-midi", *th, "--quiet", "--force"],
             }  # fmt: skip
+            for b in args.bundle:  # runs interleaved with the default, so both see the same machine
+                cmds[f"idm separate (onnx, --bundle {b})"] = [py, "-m", "idm", "separate", str(wav), "-o", out, *th,
+                                                              "--bundle", b, "-q", "--force"]  # fmt: skip
             if official is not None:
                 cmds["idm separate --model official"] = [py, "-m", "idm", "separate", str(wav), "-o", out, "--model",
                                                          str(official), *th, "-q", "--force"]  # fmt: skip

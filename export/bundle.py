@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from idm.export.manifest import build_manifest
 from idm.export.onnx_export import check_opset, export_encoder, export_synth
+from idm.export.optimize import optimize_graph
 from idm.export.quantize import to_fp16, to_int8
 from idm.export.streaming import StreamingEncoder, SynthGraph
 from idm.runtime.engine.bundle import MANIFEST
@@ -150,6 +151,9 @@ def export_model(
         export_synth(
             SynthGraph(model), tmp / "synth.onnx", opts.opset, model.synth.n_samples, cfg.n_classes, cfg.encoder.n_kits
         )
+        say("graph rewrites")
+        for graph in ("encoder.onnx", "synth.onnx"):
+            optimize_graph(tmp / graph)
         if opts.precision == "fp16":
             say("fp16")
             to_fp16(tmp / "encoder.onnx")
