@@ -21,7 +21,7 @@ from idm.runtime.activations_out import Activations
 from idm.runtime.engine.bank import BankSynth
 from idm.runtime.engine.bundle import Bundle, load_bundle
 from idm.runtime.engine.peaks import PickerParams, StreamingPeakPicker
-from idm.runtime.engine.providers import make_session, resolve_providers
+from idm.runtime.engine.providers import PendingSession, resolve_providers
 from idm.runtime.engine.replace import REPLACE_MODES, ReplacementKit, SampleSequencer
 from idm.runtime.extras import ExtraOutputs, ExtrasWriter
 from idm.runtime.offline_analysis import analyse_clip
@@ -111,10 +111,11 @@ class OfflineSeparator:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         m = self.bundle.manifest
         providers = resolve_providers(cfg.provider)
-        # one intra-op thread per concurrent segment; no arena, so the peak of large calls is handed back
-        session = make_session(str(self.bundle.encoder_path), 1, providers, arena=False, spinning=False)
+        # one intra-op thread per concurrent segment; no arena, so the peak of large calls is handed back.
+        # Both sessions are created on background threads while the caller goes on (imports, reading the input)
+        session = PendingSession(str(self.bundle.encoder_path), 1, providers, arena=False, spinning=False)
+        synth = PendingSession(str(self.bundle.synth_path), cfg.threads, providers, arena=False, spinning=False)
         self.encoder = SegmentEncoder(self.bundle, session, cfg.threads)
-        synth = make_session(str(self.bundle.synth_path), cfg.threads, providers, arena=False, spinning=False)
         self.synth = BankSynth(synth, self.bundle.noise())
         self.class_names = tuple(self.bundle.class_names)
         self.notes = np.asarray(self.bundle.gm_notes, dtype=np.int64)

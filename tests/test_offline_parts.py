@@ -159,3 +159,20 @@ def test_idm_separate_imports_nothing_heavy(tmp_path: Path) -> None:
     assert "onnxruntime" in imported
     heavy = {"scipy", "torch", "matplotlib", "lightning"}  # (pydantic comes with typer 0.29)
     assert not imported & heavy, imported & heavy
+
+
+def test_pending_session_delegates_and_reraises_at_first_use(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Sessions created on a background thread: attributes reach the real session; a load error surfaces on use."""
+    from idm.runtime.engine.providers import PendingSession
+
+    from idm.errors import BundleError
+
+    s = PendingSession(str(tiny_bundle / "synth.onnx"), 1)
+    assert [i.name for i in s.get_inputs()] == ["kit_embedding", "noise"]
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a graph")
+    pending = PendingSession(str(bad), 1)  # no error yet: the caller goes on
+    with pytest.raises(BundleError, match="cannot load the graph"):
+        pending.run(None, {})
+    with pytest.raises(BundleError):  # and every later use says the same
+        pending.get_inputs()

@@ -35,7 +35,7 @@ class BankSynth:
     def __init__(self, session: Any, noise: np.ndarray) -> None:
         self.session = session
         self.noise = np.ascontiguousarray(noise, dtype=np.float32)
-        self._inputs = [i.name for i in session.get_inputs()]
+        self._inputs: list[str] = []  # read on first use: the session may still be being created
 
     @property
     def length(self) -> int:
@@ -43,6 +43,8 @@ class BankSynth:
 
     def __call__(self, kit_embedding: np.ndarray) -> np.ndarray:
         kit = np.ascontiguousarray(np.asarray(kit_embedding, dtype=np.float32).reshape(1, -1))
+        if not self._inputs:
+            self._inputs = [i.name for i in self.session.get_inputs()]
         shots, _ = self.session.run(None, {self._inputs[0]: kit, self._inputs[1]: self.noise})
         return np.ascontiguousarray(shots, dtype=np.float32)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from idm.errors import BundleError, ConfigError
 
-__all__ = ["PROVIDERS", "make_session", "resolve_providers"]
+__all__ = ["PROVIDERS", "PendingSession", "make_session", "resolve_providers"]
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -79,3 +80,37 @@ def make_session(
     if strict and sess.get_providers()[0] != want[0]:
         raise ConfigError(f"provider {want[0]} is not usable here (no GPU visible to onnxruntime?)")
     return sess
+
+
+class PendingSession:
+    """A session being created on a background thread; the first use waits for it (and re-raises its error).
+
+    onnxruntime releases the GIL while it loads and optimises a graph, so a process can create its sessions
+    while it goes on importing modules and reading its input. ``run`` and every other session attribute
+    (``get_inputs``, ``get_providers``, ...) go to the finished session.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._session: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._create, args=args, kwargs=kwargs, name="idm-session", daemon=True)
+        self._thread.start()
+
+    def _create(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._session = make_session(*args, **kwargs)
+        except BaseException as e:  # handed to the thread that uses the session
+            self._error = e
+
+    def result(self) -> Any:
+        """The session, once created (waits); raises what its creation raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._session
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self.result().run(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result(), name)
