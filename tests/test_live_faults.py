@@ -300,6 +300,12 @@ def test_interrupted_file_run_keeps_a_partial_result(tmp_path: Path, sig):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default, as under a terminal. A suite started in the background of a shell without job
+    control inherits SIGINT ignored, and Python then keeps it ignored: the interrupt would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_idm_separate_interrupted_writes_nothing(tmp_path: Path):
     """`idm separate` on a long file, interrupted: exit 130, no folder under the final name, no hidden leftovers."""
     clip = tmp_path / "long.wav"
@@ -309,7 +315,7 @@ def test_idm_separate_interrupted_writes_nothing(tmp_path: Path):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from idm.cli import main; main()", "separate", str(clip), "--out", str(out),
              "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
         )  # fmt: skip
         t_end = time.monotonic() + 120
         while time.monotonic() < t_end and not (out.exists() and any(out.iterdir())):
