@@ -176,3 +176,19 @@ def test_pending_session_delegates_and_reraises_at_first_use(tiny_bundle: Path, 
         pending.run(None, {})
     with pytest.raises(BundleError):  # and every later use says the same
         pending.get_inputs()
+
+
+def test_process_exiting_while_a_session_loads_exits_cleanly() -> None:
+    """An error right after the sessions started (a bad option, say) ends the process with its own code, not an abort
+    from onnxruntime torn down under a loading thread (daemon threads did that: exit -6, most runs)."""
+    import subprocess
+    import sys
+
+    from idm.models import resolve_bundle
+
+    live = resolve_bundle("live")
+    graphs = [str(live / "encoder.onnx"), str(live / "synth.onnx")] * 2
+    code = f"import sys, onnxruntime; from idm.runtime.engine.providers import PendingSession; s = [PendingSession(p, 1) for p in {graphs!r}]; sys.exit(3)"  # noqa: E501
+    for _ in range(3):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 3, res.stderr

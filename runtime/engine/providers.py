@@ -93,7 +93,9 @@ class PendingSession:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._session: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._create, args=args, kwargs=kwargs, name="idm-session", daemon=True)
+        # not a daemon: a process that exits early (an error in the caller) waits for it instead of tearing down
+        # onnxruntime under a thread still inside it (std::terminate, exit -6)
+        self._thread = threading.Thread(target=self._create, args=args, kwargs=kwargs, name="idm-session")
         self._thread.start()
 
     def _create(self, *args: Any, **kwargs: Any) -> None:
