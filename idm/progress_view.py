@@ -24,6 +24,14 @@ class SeparateView:
     """
 
     def __init__(self, n_files: int, quiet: bool) -> None:
+        self.quiet = quiet
+        self.n_files = n_files
+        self.finished = 0
+        self._file: Any = None
+        self.live = False
+        self.progress: Any = None
+        if quiet:  # nothing to draw: rich is not even imported (a scripted run starts faster)
+            return
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -35,8 +43,7 @@ class SeparateView:
         )
 
         self.console = Console(stderr=True)
-        self.quiet = quiet
-        self.live = not quiet and self.console.is_terminal
+        self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -50,17 +57,16 @@ class SeparateView:
             redirect_stderr=False,
             transient=True,
         )
-        self.n_files = n_files
-        self.finished = 0
         self._batch = self.progress.add_task(f"files 0/{n_files}", total=n_files, visible=n_files > 1)
-        self._file: Any = None
 
     def __enter__(self) -> SeparateView:
-        self.progress.__enter__()
+        if self.progress is not None:
+            self.progress.__enter__()
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.__exit__(et, ev, tb)
+        if self.progress is not None:
+            self.progress.__exit__(et, ev, tb)
 
     def file_progress(self, path: Path) -> Any:
         """The in-file callback ``(stage, done, total)`` of ``path``: analysis is the first half, rendering the rest."""
@@ -86,7 +92,10 @@ class SeparateView:
             else:
                 typer.echo(line)
         self.finished += 1
-        self.progress.update(self._batch, completed=self.finished, description=f"files {self.finished}/{self.n_files}")
+        if self.progress is not None:
+            self.progress.update(
+                self._batch, completed=self.finished, description=f"files {self.finished}/{self.n_files}"
+            )
 
     def error(self, msg: str) -> None:
         """``error: msg`` on stderr, one line."""
