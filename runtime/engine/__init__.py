@@ -38,11 +38,37 @@ background), ``voices`` (overlap-add of one-shots), ``wiener`` (masked stems), `
 ``delay`` (a preallocated delay line), ``replace`` (drum replacement: samples played at the events).
 """
 
-from idm.runtime.engine.bundle import Bundle, load_bundle
-from idm.runtime.engine.processor import NoteEvent, ProcessedBlock, ProcessorConfig, StreamProcessor
+from __future__ import annotations
 
-Engine = StreamProcessor
-EngineConfig = ProcessorConfig
+from typing import TYPE_CHECKING, Any
+
+from idm.runtime.engine.bundle import Bundle, load_bundle
+
+if TYPE_CHECKING:
+    from idm.runtime.engine.processor import NoteEvent, ProcessedBlock, ProcessorConfig, StreamProcessor
+
+    Engine = StreamProcessor
+    EngineConfig = ProcessorConfig
+
+#: Names imported on first use (PEP 562): a program that only loads bundles (``idm separate``) skips the
+#: stream processor's modules.
+_LAZY = {
+    "Engine": "StreamProcessor",
+    "EngineConfig": "ProcessorConfig",
+    "NoteEvent": "NoteEvent",
+    "ProcessedBlock": "ProcessedBlock",
+    "ProcessorConfig": "ProcessorConfig",
+    "StreamProcessor": "StreamProcessor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from idm.runtime.engine import processor
+
+        return getattr(processor, _LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Bundle",
