@@ -372,8 +372,12 @@ def test_jack_end_to_end(jack_server, official_bundle, offline_detected, tmp_pat
     assert (folders[0] / f"{folders[0].name}.mid").is_file()
 
 
-def test_realtime_file_to_existing_jack_port(jack_server, official_bundle, tmp_path: Path):
-    """A file played in real time (monotonic clock) into an existing JACK MIDI port named by substring."""
+def test_realtime_file_to_existing_jack_port(jack_server, tmp_path: Path):
+    """A file played in real time (monotonic clock) into an existing JACK MIDI port named by substring.
+
+    With the default (``live``) bundle: the pacing and the port are under test here, not the official model's CPU
+    budget (about 40 % of a core per block plus a 5-s bank refresh, which overran its first blocks on a slow 2-core
+    machine in one full-suite run; bench_live.py measures that budget)."""
     import soundfile as sf
 
     clip = tmp_path / "clip.wav"
@@ -383,7 +387,7 @@ def test_realtime_file_to_existing_jack_port(jack_server, official_bundle, tmp_p
         midi = tmp_path / "clip.mid"
         t0 = time.monotonic()
         res = subprocess.run(
-            [*LIVE, "--input", str(clip), "--bundle", str(official_bundle), "--realtime", "--midi-api", "jack",
+            [*LIVE, "--input", str(clip), "--realtime", "--midi-api", "jack",
              "--midi-port", "idm-test-sink", "--midi-file", str(midi), "--quiet"],
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
