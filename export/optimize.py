@@ -45,7 +45,8 @@ def _constant_value(model: onnx.ModelProto, name: str) -> np.ndarray | None:
         todo.extend(node.input)
     from onnx.reference import ReferenceEvaluator
 
-    order = [n for n in model.graph.node if n in chain]  # keep the graph's topological order
+    ids = {id(n) for n in chain}
+    order = [n for n in model.graph.node if id(n) in ids]  # keep the graph's topological order
     used = {i for n in order for i in n.input}
     inits = [i for i in model.graph.initializer if i.name in used]
     graph = helper.make_graph(order, "const", [], [helper.make_tensor_value_info(name, 0, None)], inits)
@@ -122,12 +123,13 @@ def conv1d_as_2d(model: onnx.ModelProto, min_kernel: int = 2) -> int:
     """
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    weights_4d: set[str] = set()
+    weights_4d: set[str] = set()  # made 4-D here: every other convolution reading one is rewritten too
+    axis = "conv1d_as_2d_axis"
     count = 0
     nodes: list[onnx.NodeProto] = []
-    for idx, node in enumerate(g.node):
+    for node in g.node:
         w = inits.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if w is None or len(w.dims) != 3 or w.dims[2] < min_kernel:
+        if w is None or (w.name not in weights_4d and (len(w.dims) != 3 or w.dims[2] < min_kernel)):
             nodes.append(node)
             continue
         if w.name not in weights_4d:
@@ -136,11 +138,9 @@ def conv1d_as_2d(model: onnx.ModelProto, min_kernel: int = 2) -> int:
         a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b""):
             raise ValueError(f"{node.name}: auto_pad is not supported by conv1d_as_2d")
-        axis = f"conv2d_axis_{idx}"
-        g.initializer.append(numpy_helper.from_array(np.array([2], np.int64), axis))
         x4, y4 = f"{node.output[0]}__4d_in", f"{node.output[0]}__4d_out"
         pads = list(a.get("pads", [0, 0]))
-        nodes.append(helper.make_node("Unsqueeze", [node.input[0], axis], [x4], name=f"{node.name}__unsqueeze"))
+        nodes.append(helper.make_node("Unsqueeze", [node.input[0], axis], [x4], name=f"{node.output[0]}__unsqueeze"))
         nodes.append(
             helper.make_node(
                 "Conv",
@@ -154,15 +154,12 @@ def conv1d_as_2d(model: onnx.ModelProto, min_kernel: int = 2) -> int:
                 strides=[1, int(a.get("strides", [1])[0])],
             )
         )
-        nodes.append(helper.make_node("Squeeze", [y4, axis], [node.output[0]], name=f"{node.name}__squeeze"))
+        nodes.append(helper.make_node("Squeeze", [y4, axis], [node.output[0]], name=f"{node.output[0]}__squeeze"))
         count += 1
-    del g.node[:]
-    g.node.extend(nodes)
-    # a weight read by a convolution left 1-D would now be 4-D: every reader must have been rewritten
-    for node in g.node:
-        if node.op_type == "Conv" and node.input[1] in weights_4d and _attr(node, "kernel_shape") is not None:
-            ks = _attr(node, "kernel_shape")
-            assert ks is not None and len(ks.ints) == 2, f"{node.name}: shared weight left 1-D"
+    if count:
+        g.initializer.append(numpy_helper.from_array(np.array([2], np.int64), axis))
+        del g.node[:]
+        g.node.extend(nodes)
     return count
 
 

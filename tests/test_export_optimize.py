@@ -101,3 +101,22 @@ def test_exported_synth_is_rewritten(tiny_bundle, tmp_path):
     report = optimize_graph(copy)
     assert (report.pads_folded, report.convs_2d) == (0, 0)
     assert copy.read_bytes() == (tiny_bundle / "synth.onnx").read_bytes()
+
+
+def test_convolutions_sharing_a_weight_are_all_rewritten(x):
+    """Two 1-D convolutions reading one weight (a batch split in two branches, say): both run as 2-D."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 4, 5)).astype(np.float32), "w")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], kernel_shape=[5], dilations=[2], pads=[8, 0]),
+        helper.make_node("Conv", ["a", "w"], ["out"], kernel_shape=[5], pads=[2, 2]),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 4, 300]) for n in ("x", "out")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], inits),
+                              opset_imports=[helper.make_opsetid("", OPSET)])  # fmt: skip
+    before = _run(model, x)
+    assert conv1d_as_2d(model) == 2
+    onnx.checker.check_model(model)
+    assert [len(next(a for a in n.attribute if a.name == "kernel_shape").ints) for n in model.graph.node
+            if n.op_type == "Conv"] == [2, 2]  # fmt: skip
+    np.testing.assert_allclose(_run(model, x), before, rtol=0, atol=1e-4)
