@@ -17,6 +17,7 @@ from idm.cliopts import (
     NoteMap,
     OneLineGroup,
     Replace,
+    ReplaceAlign,
     ReplaceMode,
     StemFormat,
     number,
@@ -194,6 +195,7 @@ def separate(
     ] = False,
     replace: Replace = None,
     replace_mode: ReplaceMode = "swap",
+    replace_align: ReplaceAlign = False,
     kit_from: KitFrom = None,
 ) -> None:
     """Separate drum recordings into stems (OUT/<name>/<class>.wav) and a MIDI transcription (<name>.mid).
@@ -208,7 +210,7 @@ def separate(
         spec, inputs = _separate_spec(inputs, out, model, bundle, backend, config, mode, stems, alpha, onsets,
                                       device, seed, threads, chunk_seconds, delta, note_length, midi_channel,
                                       note_map, midi_tempo, events, save_activations, sonify, sonify_kit, format,
-                                      jobs, plot, replace, replace_mode, kit_from)  # fmt: skip
+                                      jobs, plot, replace, replace_mode, kit_from, replace_align)  # fmt: skip
         inputs = expand_inputs(inputs)
         _check_names(inputs, out, onsets)
         from idm.runners import build_runner
@@ -282,6 +284,7 @@ def _separate_spec(
     replace: str | None = None,
     replace_mode: str = "swap",
     kit_from: str | None = None,
+    replace_align: bool = False,
 ) -> tuple[Any, list[Path]]:
     """Check the options of ``idm separate`` and turn them into a :class:`~idm.runners.RunnerSpec`."""
     from idm.classes import parse_class_values
@@ -324,7 +327,9 @@ def _separate_spec(
     spec = RunnerSpec(backend=which, ref=ref, config=config, mode=mode.value, stems=stems, alpha=alpha,
                       device=device.value, seed=seed, threads=threads, chunk_seconds=chunk_seconds, onsets=onsets,
                       delta=sensitivity, style=style, audio=fmt, extras=extras, plot=plot, replace=replace,
-                      replace_mode=replace_mode, kit_from=kit_from)  # fmt: skip
+                      replace_mode=replace_mode, replace_align=replace_align, kit_from=kit_from)  # fmt: skip
+    if replace_align and replace is None:
+        raise IDMError("--replace-align moves replacement samples: it needs --replace")
     if kit_from is not None and which != "onnx":
         raise IDMError("--kit-from runs on the onnx backend (--bundle live|paper|DIR), not on a torch checkpoint")
     if replace is not None:

@@ -121,6 +121,14 @@ ReplaceMode = Annotated[
         "else stays; add: the samples on top of the original mix; solo: the samples alone."
     ),
 ]
+ReplaceAlign = Annotated[
+    bool,
+    typer.Option(
+        help="With --replace: start each sample at its hit's transient in the input, found by an onset search and "
+        "a cross-correlation with the sample's attack (sample-accurate for most hits; the model's frames are 5.8 ms "
+        "apart). Off: the samples sit on the frames, exactly as idm-live plays them.",
+    ),
+]
 KitFrom = Annotated[
     str | None,
     typer.Option(

@@ -47,6 +47,7 @@ class RunnerSpec:
     plot: bool = False  #: also write a piano roll ``<name>.png`` into each output folder
     replace: str | None = None  #: ``--replace`` spec (onnx backend): samples played at the hits, replaced.wav
     replace_mode: str = "swap"
+    replace_align: bool = False  #: ``--replace-align``: samples at the input's transients, not on the frames
     kit_from: str | None = None  #: ``--kit-from``: a recording or a sample kit; writes transferred.wav
 
 
@@ -69,7 +70,8 @@ def _onnx(spec: RunnerSpec) -> RunFile:
     cfg = OfflineConfig(mode=spec.mode, stems=spec.stems, alpha=spec.alpha, provider=spec.device,
                         threads=spec.threads or 2, delta=spec.delta, midi=spec.style, subtype=spec.audio.subtype,
                         extension=spec.audio.extension, extras=spec.extras, replace=kit,
-                        replace_mode=spec.replace_mode, kit_from=spec.kit_from)  # fmt: skip
+                        replace_mode=spec.replace_mode, replace_align=spec.replace_align,
+                        kit_from=spec.kit_from)  # fmt: skip
     sep = OfflineSeparator(bundle, cfg)
 
     label = spec.ref or "live"

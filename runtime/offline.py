@@ -30,7 +30,7 @@ from idm.runtime.outputs import OutputFolder
 from idm.runtime.prepass import ClipAnalysis
 from idm.runtime.segment_encoder import SegmentEncoder
 from idm.runtime.sequencer import HitSequencer
-from idm.runtime.sources import ArraySource, FileSource
+from idm.runtime.sources import ArraySource, FileSource, Resampler
 from idm.runtime.stems_writer import StemsWriter
 
 from idm.classes import CLASSES, GROUPS, group_sum
@@ -64,6 +64,9 @@ class OfflineConfig:
     midi: MidiStyle = field(default_factory=MidiStyle)  #: note length, channel, note map and tempo of the MIDI file
     replace: ReplacementKit | None = None  #: drum replacement: also write replaced.wav and replaced_<drum>.wav
     replace_mode: str = "swap"  #: swap, add or solo (:mod:`idm.runtime.engine.replace`)
+    #: drum replacement: each sample starts at its hit's transient in the input (sample-accurate; offline only:
+    #: :mod:`idm.runtime.engine.align`) instead of the hit's frame (as ``idm-live`` plays it)
+    replace_align: bool = False
     kit_from: str | Path | None = None  #: kit transfer: a recording (its inferred kit) or a sample kit (name or path)
 
     def __post_init__(self) -> None:
@@ -166,9 +169,42 @@ class OfflineSeparator:
         amps = a.velocity[ks, js].astype(np.float32) * np.asarray(t.gains, dtype=np.float32)[ks]
         return HitSequencer(bank, ks, js * self.hop, amps)
 
-    def _sample_tracks(self, kit: ReplacementKit, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> SampleSequencer:
-        """``kit``'s samples at the hits ``(ks, js)`` with their MIDI velocities (as the MIDI file has them)."""
-        return SampleSequencer(kit, ks, js * self.hop, self._midi_velocities(a, ks, js))
+    def _sample_tracks(
+        self,
+        kit: ReplacementKit,
+        a: ClipAnalysis,
+        ks: np.ndarray,
+        js: np.ndarray,
+        align_on: FileSource | ArraySource | None = None,
+    ) -> SampleSequencer:
+        """``kit``'s samples at the hits ``(ks, js)`` with their MIDI velocities (as the MIDI file has them); with
+        ``align_on`` each sample starts at its hit's transient in that input instead of the hit's frame."""
+        vel = self._midi_velocities(a, ks, js)
+        starts = js * self.hop
+        if align_on is not None and ks.size:
+            from idm.runtime.engine.align import AlignConfig, align_starts, gather_windows
+
+            cfg = AlignConfig()
+            keep = np.flatnonzero(kit.named[ks])
+            windows = gather_windows(self._mono_blocks(align_on, a.n_model_samples), starts[keep], cfg)
+            starts = starts.copy()
+            starts[keep] = align_starts(windows, starts[keep],
+                                        lambda i: kit.sample(int(ks[keep[i]]), int(vel[keep[i]]))[0], cfg)  # fmt: skip
+        return SampleSequencer(kit, ks, starts, vel)
+
+    def _mono_blocks(self, source: FileSource | ArraySource, n: int) -> Iterable[np.ndarray]:
+        """``source`` (rewound first) at the model rate, downmixed, block by block, ``n`` samples in all."""
+        from idm.runtime.offline_render import RENDER_BLOCK
+
+        rs = Resampler(source.sample_rate, self.sample_rate, channels=source.channels)
+        source.rewind()
+        done, ended = 0, False
+        while not ended and done < n:
+            x = source.read_channels(RENDER_BLOCK)
+            ended = source.finished or x.shape[0] == 0
+            y = np.asarray(rs(x, last=ended), dtype=np.float32).reshape(-1, source.channels)[: n - done]
+            done += y.shape[0]
+            yield y.mean(axis=1)
 
     def _midi_velocities(self, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> np.ndarray:
         assert a.velocity is not None
@@ -261,7 +297,7 @@ class OfflineSeparator:
         renderer = self.renderer(a, ks, js)
         if cfg.replace is not None:
             kit = cfg.replace
-            seq = self._sample_tracks(kit, a, ks, js)
+            seq = self._sample_tracks(kit, a, ks, js, source if cfg.replace_align else None)
             named = [k for k in range(len(CLASSES)) if kit.named[k]]
             names = ("replaced", *[f"replaced_{CLASSES[k]}" for k in named])
             replaced = StemsWriter(folder, 9, self.sample_rate, source.sample_rate, 0, subtype=cfg.subtype,

@@ -35,7 +35,8 @@ onnxruntime's own work memory lives in its arena, outside numpy.
 Parts, one module each: ``bundle`` (load and verify), ``frontend`` (log-mel),
 ``encoder`` (onnxruntime session and state), ``peaks`` (picker), ``bank`` (one-shot bank, refreshed in the
 background), ``voices`` (overlap-add of one-shots), ``wiener`` (masked stems), ``providers`` (CPU/CUDA),
-``delay`` (a preallocated delay line), ``replace`` (drum replacement: samples played at the events).
+``delay`` (a preallocated delay line), ``replace`` (drum replacement: samples played at the events), ``align``
+(offline: replacement samples moved from their frames to the transients of the input).
 """
 
 from __future__ import annotations
