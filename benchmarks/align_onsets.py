@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from idm.runtime.engine.align import AlignConfig, align_starts, gather_windows
+from idm.runtime.engine.align import transient as onset_search
 from idm.runtime.offline import OfflineConfig, OfflineSeparator
 from idm.runtime.replace_kit import load_replacement
 from idm.runtime.sources import FileSource
@@ -30,19 +31,6 @@ from idm.midi import to_midi_velocity
 from idm.models import resolve_bundle
 
 RATE = 44100
-
-
-def onset_search(x: np.ndarray, centre: int, half: int, win: int) -> int:
-    """The sample of the strongest rise of ``x``'s high-passed energy within ``half`` samples of ``centre``."""
-    lo, hi = max(0, centre - half - win), min(len(x), centre + half + win)
-    seg = x[lo:hi].astype(np.float64)
-    hp = np.diff(seg, prepend=seg[:1])  # first difference: a crude high-pass that keeps the attack
-    energy = np.convolve(hp**2, np.ones(win) / win, mode="same")
-    rise = np.diff(np.log(energy + 1e-12), prepend=0.0)
-    after = np.convolve(energy, np.ones(4 * win), mode="same")  # weight by the energy that follows
-    score = rise * np.sqrt(after)
-    k = int(np.argmax(score[win:-win])) + win
-    return lo + k - win // 2
 
 
 def main() -> None:
