@@ -186,25 +186,23 @@ class OfflineSeparator:
 
             cfg = AlignConfig()
             keep = np.flatnonzero(kit.named[ks])
-            windows = gather_windows(self._mono_blocks(align_on, a.n_model_samples), starts[keep], cfg)
+            windows = gather_windows(self._mono_blocks(align_on), starts[keep], cfg)
             starts = starts.copy()
             starts[keep] = align_starts(windows, starts[keep],
                                         lambda i: kit.sample(int(ks[keep[i]]), int(vel[keep[i]]))[0], cfg)  # fmt: skip
         return SampleSequencer(kit, ks, starts, vel)
 
-    def _mono_blocks(self, source: FileSource | ArraySource, n: int) -> Iterable[np.ndarray]:
-        """``source`` (rewound first) at the model rate, downmixed, block by block, ``n`` samples in all."""
+    def _mono_blocks(self, source: FileSource | ArraySource) -> Iterable[np.ndarray]:
+        """``source`` (rewound first) downmixed as the analysis reads it, at the model rate, block by block."""
         from idm.runtime.offline_render import RENDER_BLOCK
 
-        rs = Resampler(source.sample_rate, self.sample_rate, channels=source.channels)
+        rs = Resampler(source.sample_rate, self.sample_rate)
         source.rewind()
-        done, ended = 0, False
-        while not ended and done < n:
-            x = source.read_channels(RENDER_BLOCK)
-            ended = source.finished or x.shape[0] == 0
-            y = np.asarray(rs(x, last=ended), dtype=np.float32).reshape(-1, source.channels)[: n - done]
-            done += y.shape[0]
-            yield y.mean(axis=1)
+        last = False
+        while not last:
+            x = source.read(RENDER_BLOCK)
+            last = source.finished or x.size == 0
+            yield rs(x, last=last)
 
     def _midi_velocities(self, a: ClipAnalysis, ks: np.ndarray, js: np.ndarray) -> np.ndarray:
         assert a.velocity is not None

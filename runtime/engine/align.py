@@ -37,13 +37,15 @@ class AlignConfig:
 
     @property
     def before(self) -> int:
-        """Input samples needed before a hit's frame sample."""
-        return self.search + 2 * self.window + self.attack + self.refine
+        """Input samples needed before a hit's frame sample: the transient up to ``search + window`` before it,
+        minus a sample attack offset of up to ``search + window``, minus the refinement range."""
+        return 2 * (self.search + self.window) + self.refine
 
     @property
     def after(self) -> int:
-        """Input samples needed from a hit's frame sample on."""
-        return self.search + 2 * self.window + self.attack + 2 * self.refine
+        """Input samples needed from a hit's frame sample on: the transient's search, the refinement range and the
+        correlated attack."""
+        return self.search + 2 * self.window + self.refine + self.attack
 
 
 def transient(x: np.ndarray, centre: int, half: int, window: int) -> int:
@@ -115,17 +117,13 @@ def align_starts(
     """
     starts = np.asarray(starts, dtype=np.int64)
     out = starts.copy()
-    offsets: dict[int, tuple[int, np.ndarray]] = {}  # per sample array: its attack offset and attack excerpt
+    offsets: dict[int, int] = {}  # attack offset per sample array (a kit's layers are few, its hits many)
     for i in range(starts.shape[0]):
         shot = sample_of(i)
-        key = id(shot)
-        if key not in offsets:
-            a = attack_offset(shot, cfg)
-            offsets[key] = (a, shot[: cfg.attack])
-        a, head = offsets[key]
-        x = windows[i]
-        t = transient(x, cfg.before, cfg.search, cfg.window)
-        s = _refine(x, t - a, head, cfg.refine)
+        if id(shot) not in offsets:
+            offsets[id(shot)] = attack_offset(shot, cfg)
+        t = transient(windows[i], cfg.before, cfg.search, cfg.window)
+        s = _refine(windows[i], t - offsets[id(shot)], shot[: cfg.attack], cfg.refine)
         out[i] = starts[i] + s - cfg.before
     return out
 
