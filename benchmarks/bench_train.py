@@ -14,6 +14,10 @@ nothing.
 
     python benchmarks/bench_train.py --data .pack --configs live paper --device cuda
     python benchmarks/bench_train.py --data .pack --configs tiny --device cpu --steps 2 --warmup 1
+    python benchmarks/bench_train.py --data .pack --configs live --variants after --profile 5 --device cuda
+
+``--profile N`` then runs N more steps under ``torch.profiler`` and prints where the device time goes (kernels
+grouped by the stage that launched them, and the device's busy share of the wall time).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def build(name: str, variant: str, args: argparse.Namespace) -> tuple[Any, Any, 
     apply_speedups(module, tc, data)
     opt = module.configure_optimizers()
     dm = IDMDataModule(data, tc.batch_size, args.workers)
-    total = args.warmup + args.steps
+    total = args.warmup + args.steps + args.profile
     sampler = StepSampler(tc.batch_size, total, 0, 0, 1)
     loader = dm._loader(EpochStream(data.train, data.train_examples), sampler)
     return module, opt, iter(loader), cfg
@@ -92,6 +96,8 @@ def run(name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
         if i >= args.warmup:
             times.append(t2 - t0)
             waits.append(t1 - t0)
+    if args.profile:
+        profile_steps(module, opt, it, tc, dev, dtype, args.profile)
     step = sum(times) / len(times)
     out = {
         "batch": float(tc.batch_size),
@@ -99,13 +105,58 @@ def run(name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
         "step_ms": 1e3 * step,
         "wait_ms": 1e3 * sum(waits) / len(waits),
         "mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
-        "loss": float(res["loss"]),
+        "loss": float(res["loss"].detach()),
     }
     line = f"{name:6s} {variant:6s} batch {tc.batch_size:4d}: {out['clips_s']:8.1f} clips/s  "
     line += f"step {out['step_ms']:7.1f} ms (loader wait {out['wait_ms']:6.1f} ms)  "
     line += f"peak {out['mem_gib']:.1f} GiB  loss {out['loss']:.3f}"
     print(line, flush=True)
     return out
+
+
+def profile_steps(module: Any, opt: Any, it: Any, tc: Any, dev: torch.device, dtype: Any, steps: int) -> None:
+    """Run ``steps`` more steps under the profiler; print the device time per stage and the top kernels."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for i in range(steps):
+            with record_function("stage:loader"):
+                batch = next(it)
+                batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            with record_function("stage:render"):
+                batch = module.render(batch)
+            with (
+                record_function("stage:forward"),
+                torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+            ):
+                res = module.training_loss(batch, 10_000 + i)
+            with record_function("stage:backward"):
+                res["loss"].backward()
+            with record_function("stage:optimizer"):
+                torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        sync()
+    wall = (time.perf_counter() - t0) / steps
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.self_device_time_total for e in kernels) / steps / 1e3
+    print(f"  profiled {steps} steps: wall {1e3 * wall:.1f} ms/step, device busy {busy:.1f} ms/step "
+          f"({100 * busy / (1e3 * wall):.0f} %)", flush=True)  # fmt: skip
+    stages = {e.key: e for e in events if e.key.startswith("stage:")}
+    for key in ("stage:loader", "stage:render", "stage:forward", "stage:backward", "stage:optimizer"):
+        if key in stages:
+            e = stages[key]
+            print(f"    {key[6:]:10s} host {e.cpu_time_total / steps / 1e3:7.1f} ms  "
+                  f"device {e.device_time_total / steps / 1e3:7.1f} ms", flush=True)  # fmt: skip
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:25]
+    for e in top:
+        ms = e.self_device_time_total / steps / 1e3
+        print(f"    {ms:7.2f} ms  x{e.count // steps:<4d} {e.key[:100]}", flush=True)
 
 
 def main() -> None:
@@ -120,6 +171,7 @@ def main() -> None:
     p.add_argument("--after-batch", nargs="*", default=["live=64", "paper=32"], help="NAME=BATCH of 'after'")
     p.add_argument("--compile", action="store_true", help="'after' with the compiled encoder")
     p.add_argument("--no-fused", action="store_true", help="'after' with the compiled synthesizer, not the fused one")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="then N steps under torch.profiler")
     args = p.parse_args()
     args.after_batch = {k: int(v) for k, v in (x.split("=") for x in args.after_batch)}
     if args.device == "cuda":
