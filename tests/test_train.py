@@ -350,6 +350,67 @@ def test_resume_allows_validation_and_picker_changes_only(tmp_path: Path) -> Non
             _check_resumable(saved.to_dict(), other.to_dict(), tmp_path)
 
 
+def test_lr_decay_is_a_half_cosine_from_start_to_end() -> None:
+    from idm.errors import ConfigError
+    from idm.train.config import TrainingConfig
+
+    tc = TrainingConfig(lr=0.01, lr_decay=(10, 20, 0.1))
+    rates = [tc.lr_at(s) for s in (0, 10, 15, 20, 1000)]
+    np.testing.assert_allclose(rates, [0.01, 0.01, 0.0055, 0.001, 0.001], rtol=1e-12)
+    assert all(tc.lr_at(s) >= tc.lr_at(s + 1) for s in range(30))
+    assert TrainingConfig(lr=0.01).lr_at(10**6) == 0.01  # no decay: the paper's constant rate
+    for bad in ((10, 5, 0.1), (0, 10, 0.0), (0, 10, 1.5), (5, 10)):
+        with pytest.raises(ConfigError, match=r"training\.lr_decay must be"):
+            TrainingConfig(lr_decay=bad)
+
+
+def test_resume_accepts_a_decay_only_from_the_resume_step_on(tmp_path: Path) -> None:
+    from idm.errors import ConfigError
+    from idm.train.config import load_config
+    from idm.train.run import _check_resumable
+
+    saved, _ = load_config(TINY, [])
+    later, _ = load_config(TINY, ["training.lr_decay=[100, 200, 0.1]"])
+    _check_resumable(saved.to_dict(), later.to_dict(), tmp_path, lambda: 101)  # the rate at step 100 is still lr
+    with pytest.raises(ConfigError, match="from the step the run is resumed from on"):
+        _check_resumable(saved.to_dict(), later.to_dict(), tmp_path, lambda: 102)
+    moved, _ = load_config(TINY, ["training.lr_decay=[100, 300, 0.1]"])  # the end moved once the decay began
+    with pytest.raises(ConfigError, match="lr_decay"):
+        _check_resumable(later.to_dict(), moved.to_dict(), tmp_path, lambda: 150)
+    _check_resumable(later.to_dict(), later.to_dict(), tmp_path, lambda: 150)  # unchanged: always fine
+
+
+def test_lr_decay_added_on_resume_equals_the_uninterrupted_schedule(
+    tiny_data: dict[str, object], tmp_path: Path
+) -> None:
+    from idm.checkpoint import read_checkpoint
+
+    decay = ("--override", "training.lr_decay=[1, 4, 0.05]")
+    a = tmp_path / "a"
+    res = _train(tiny_data, a, "--max-steps", 6, *decay)
+    assert res.exit_code == 0, res.output
+    b = tmp_path / "b"  # started without a decay, stopped after step 1, resumed with the decay from step 1 on
+    res = _train(tiny_data, b, "--max-steps", 6, "--max-minutes", 1e-4)
+    assert res.exit_code == 0 and "step 1/6 stopped" in res.output, res.output
+    res = _train(tiny_data, b, "--max-steps", 6, "--resume", *decay)
+    assert res.exit_code == 0 and "step 6/6 finished" in res.output, res.output
+    ca, cb = read_checkpoint(a / "model.ckpt"), read_checkpoint(b / "model.ckpt")
+    for key, value in ca["state_dict"].items():
+        torch.testing.assert_close(cb["state_dict"][key], value, atol=1e-6, rtol=1e-5)
+    rows = list(csv.DictReader((a / "logs" / "chunk-000" / "metrics.csv").open()))
+    lrs = {int(r["step"]): float(r["train/lr"]) for r in rows if r.get("train/lr")}
+    tiny_lr = read_checkpoint(a / "model.ckpt")["training"]["config"]["training"]["lr"]
+    assert lrs and all(abs(v - tiny_lr * lr_factor_ref(s, 1, 4, 0.05)) < 1e-9 for s, v in lrs.items()), lrs
+    assert "lr_decay" in (b / "config.yaml").read_text() and "0.05" in (b / "config.yaml").read_text()
+    res = _train(tiny_data, b, "--max-steps", 6, "--resume")  # the decay that began cannot be dropped now
+    assert res.exit_code == 1 and "lr_decay" in res.output, res.output
+
+
+def lr_factor_ref(step: int, start: int, end: int, final: float) -> float:
+    t = min(max((step - start) / (end - start), 0.0), 1.0)
+    return final + (1 - final) * (1 + np.cos(np.pi * t)) / 2
+
+
 def test_onset_pos_weight_weighs_onset_frames() -> None:
     from idm.train.losses import onset_loss
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,24 @@ __all__ = ["PeakPickingConfig", "TrainConfig", "TrainingConfig", "apply_override
 SECTIONS = ("model", "data", "training", "peak_picking")
 
 
+def lr_factor(decay: tuple[float, ...] | list[float], step: int) -> float:
+    """The factor on the base learning rate at step ``step`` of a ``[start, end, final]`` half-cosine decay."""
+    if not decay:
+        return 1.0
+    start, end, final = decay
+    t = min(max((step - start) / (end - start), 0.0), 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation, schedule and augmentation; defaults are the paper's recipe."""
 
     lr: float = 5e-3  #: Adam learning rate
+    #: learning-rate decay ``[start, end, final]``: ``lr`` until step ``start``, then a half cosine down to
+    #: ``final * lr`` at step ``end``, held after it (empty: constant ``lr``, the paper's recipe). A decay that
+    #: starts at or after the step a run is resumed from may be added or changed on ``--resume``.
+    lr_decay: tuple[float, ...] = field(default=(), metadata={"item": 0.0})
     batch_size: int = 7  #: clips per optimizer step and device
     steps: int = 400_000  #: total optimizer steps
     precision: str = "bf16-mixed"  #: Lightning precision: 32-true, bf16-mixed, 16-mixed
@@ -55,9 +69,16 @@ class TrainingConfig:
     fused_synth: bool = False  #: the synthesizer's Triton kernels (CUDA only; idm.model.fused_tcn)
     compile_encoder: bool = False  #: torch.compile the encoder and the transcription head
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based) under :attr:`lr_decay`."""
+        return self.lr * lr_factor(self.lr_decay, step)
+
     def __post_init__(self) -> None:
         checks = [
             (self.lr > 0, "training.lr must be positive"),
+            (not self.lr_decay or (len(self.lr_decay) == 3 and 0 <= self.lr_decay[0] < self.lr_decay[1]
+                                   and 0 < self.lr_decay[2] <= 1),
+             "training.lr_decay must be [] or [start, end, final] with 0 <= start < end and 0 < final <= 1"),
             (self.batch_size >= 1, "training.batch_size must be at least 1"),
             (self.steps >= 1, "training.steps must be at least 1"),
             (self.precision in ("32-true", "32", "bf16-mixed", "16-mixed"), "training.precision must be one of "
@@ -201,8 +222,9 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _coerce(value: Any, default: Any, dotted: str, source: str) -> Any:
-    """Check ``value`` against the type of the field's default; ints are accepted for floats."""
+def _coerce(value: Any, default: Any, dotted: str, source: str, item: Any = "") -> Any:
+    """Check ``value`` against the type of the field's default (``item``: of an empty tuple's items); ints are
+    accepted for floats."""
 
     def bad(what: str) -> ConfigError:
         return ConfigError(f"{source}: config key '{dotted}' must be {what}, got {value!r}")
@@ -226,19 +248,19 @@ def _coerce(value: Any, default: Any, dotted: str, source: str) -> Any:
     if isinstance(default, tuple):
         if not isinstance(value, list | tuple):
             raise bad("a list")
-        sample = default[0] if default else ""
+        sample = default[0] if default else item
         return tuple(_coerce(v, sample, f"{dotted}[{i}]", source) for i, v in enumerate(value))
     return value
 
 
 def _build(cls: Any, raw: dict[str, Any], section: str, source: str) -> Any:
     defaults = cls()
-    names = {f.name for f in fields(cls)}
+    items = {f.name: f.metadata.get("item", "") for f in fields(cls)}
     kwargs = {}
     for key, value in raw.items():
-        if key not in names:
+        if key not in items:
             raise ConfigError(f"{source}: unknown config key '{section}.{key}'")
-        kwargs[key] = _coerce(value, getattr(defaults, key), f"{section}.{key}", source)
+        kwargs[key] = _coerce(value, getattr(defaults, key), f"{section}.{key}", source, items[key])
     return cls(**kwargs)
 
 

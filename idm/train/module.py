@@ -214,11 +214,19 @@ class IDMTrainingModule(L.LightningModule):
         batch = {**batch, "audio": audio * gain[:, None]}
         return self.step(batch, self._noise(b, seed + 1), batch["kit"])
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Set the learning rate of this step (``training.lr_decay``; a function of the step alone, so a resumed
+        run follows the schedule of its config, not the rate stored with the optimizer state)."""
+        lr = self.config.training.lr_at(self.global_step)
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         res = self.training_loss(batch, self.global_step, self.global_rank)
         b = res["mix"].shape[0]
         on_step = {"train/loss": res["loss"].detach(), "train/stft": res["stft"], "train/onset": res["onset"],
-                   "train/kit": res["kit"]}  # fmt: skip
+                   "train/kit": res["kit"], "train/lr": self.config.training.lr_at(self.global_step)}  # fmt: skip
         self.log_dict(on_step, prog_bar=False, on_step=True, on_epoch=False, batch_size=b)
         self.log("loss", res["loss"].detach(), prog_bar=True, logger=False, batch_size=b)
         return res["loss"]

@@ -1,9 +1,9 @@
 """Run driver: run folder, datasets, Lightning Trainer and callbacks, resumable chunks, ``model.ckpt`` export.
 
-A run folder holds ``config.yaml`` (the resolved config), ``last.ckpt`` (Lightning's full training state,
-for ``--resume``), ``model.ckpt`` (the project checkpoint: config, weights, peak picking, training
-metadata), ``run.json`` (the same metadata, readable), ``logs/chunk-NNN/metrics.csv`` (one CSV log per
-chunk) and ``audio/step_NNNNNNN/`` (validation examples).
+A run folder holds ``config.yaml`` (the resolved config; after a resume, the one it continues with),
+``last.ckpt`` (Lightning's full training state, for ``--resume``), ``model.ckpt`` (the project checkpoint:
+config, weights, peak picking, training metadata), ``run.json`` (the same metadata, readable),
+``logs/chunk-NNN/metrics.csv`` (one CSV log per chunk) and ``audio/step_NNNNNNN/`` (validation examples).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import platform
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,8 @@ def _check_run_dir(opts: RunOptions, cfg: Any) -> list[str]:
             raise OutputError(f"{out}: nothing to resume (no last.ckpt); start the run without --resume")
         saved_path = out / "config.yaml"
         if saved_path.is_file():
-            _check_resumable(yaml.safe_load(saved_path.read_text()), cfg.to_dict(), saved_path)
+            saved = yaml.safe_load(saved_path.read_text())
+            _check_resumable(saved, cfg.to_dict(), saved_path, lambda: _saved_step(out / "last.ckpt"))
         return []
     existing = [p for p in RUN_FILES if (out / p).exists()] if out.is_dir() else []
     if existing and not opts.force:
@@ -152,8 +154,21 @@ def _may_change(key: str) -> bool:
     return section == "peak_picking" or (section == "training" and name in RESUMABLE_KEYS)
 
 
-def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) -> None:
-    from idm.train.config import TrainingConfig, _plain
+def _saved_step(path: Path) -> int:
+    """The optimizer steps a Lightning checkpoint was saved after."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _check_resumable(
+    saved: dict[str, Any], new: dict[str, Any], where: Path, step: Callable[[], int] | None = None
+) -> None:
+    """Refuse config changes that would change what the run learnt; ``step`` gives the resume step (read only when
+    ``training.lr_decay`` changes: a new decay must give the same rate as the old one at every step before it)."""
+    from idm.train.config import TrainingConfig, _plain, lr_factor
+
+    def same_rates(a: Any, b: Any) -> bool:
+        n = step() if step is not None else None
+        return n is not None and all(lr_factor(a or (), s) == lr_factor(b or (), s) for s in range(n))
 
     # training keys added since the run started are fine at their default (what the run did without them)
     added = {f"training.{k}": v for k, v in _plain(asdict(TrainingConfig())).items()}
@@ -164,7 +179,12 @@ def _check_resumable(saved: dict[str, Any], new: dict[str, Any], where: Path) ->
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
-        elif a != b and not _may_change(key):
+        elif key == "training.lr_decay" and a != b and not same_rates(a, b):
+            raise ConfigError(
+                f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); a "
+                "learning-rate decay may only be added or changed from the step the run is resumed from on"
+            )
+        elif a != b and key != "training.lr_decay" and not _may_change(key):
             raise ConfigError(
                 f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); "
                 f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} and peak_picking may change"
@@ -333,6 +353,8 @@ def train(opts: RunOptions) -> RunResult:
     data = build_datasets(cfg, opts.data)  # before the run folder is touched: bad data leaves nothing behind
     if not _is_child() and not opts.resume:
         _init_run_dir(opts, cfg, existing)
+    elif not _is_child():  # the config the run continues with (its resumable keys may have changed)
+        (opts.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     tc = cfg.training
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
