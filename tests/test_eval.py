@@ -328,6 +328,46 @@ def test_unseen_set_plays_every_clip_with_every_kit(eval_data: dict[str, Path], 
     assert "## Per kit" in md and "| m | unseen | kitU | 1 |" in md and "| ceiling | unseen | kitV | 1 | 1.000† |" in md
 
 
+def test_pooled_set_gives_each_clip_a_kit_drawn_from_the_sources(eval_data: dict[str, Path], tmp_path: Path) -> None:
+    from idm.eval.sets import build_sets, default_kits, load_kit_spec
+
+    # By default the pooled kits draw from everything the shipped models train on, and nothing held out.
+    assert set(default_kits("pooled")) >= {"The Black Pearl 1.0", "HardElectro1", "LMMS Pool", "Sonic Pi Pool"}
+    assert not set(default_kits("pooled")) & set(default_kits("unseen"))
+    d = eval_data
+    srcs = [str(d["kit_a"]), str(d["kit_b"])]
+    (pooled,) = build_sets(d["gmd"], ("pooled",), pooled_from=srcs, clip_seconds=2.0, split="validation")
+    assert [c.kit_name for c in pooled.clips] == ["pooled 001", "pooled 002"] and not pooled.every_kit
+    sources = [load_kit_spec(s) for s in srcs]
+
+    def origin(ins: object, cls: str) -> int:  # which source kit an instrument of class cls comes from
+        sig = (ins.name, ins.layers[0].audio.tobytes())  # type: ignore[attr-defined]
+        found = [j for j, k in enumerate(sources) for i in k.main(cls) if (i.name, i.layers[0].audio.tobytes()) == sig]
+        assert len(found) == 1, (cls, found)
+        return found[0]
+
+    for kit in pooled.kits.values():
+        assert all(len(kit.instruments[cls]) == 1 for cls in CLASSES)  # one instrument per class
+    many = build_sets(d["gmd"], ("pooled",), pooled_from=srcs, clip_seconds=1.0, per_file=40, split="validation")[0]
+    picks = {tuple(origin(kit.instruments[c][0], c) for c in CLASSES) for kit in many.kits.values()}
+    assert len(picks) > 10  # classes drawn independently: many combinations of the two kits
+    again = build_sets(d["gmd"], ("pooled",), pooled_from=srcs, clip_seconds=2.0, split="validation")[0]
+    assert again.clips == pooled.clips
+    for a, b in zip(again.kits.values(), pooled.kits.values(), strict=True):  # the same draws every time
+        assert [origin(a.instruments[c][0], c) for c in CLASSES] == [origin(b.instruments[c][0], c) for c in CLASSES]
+
+    out = tmp_path / "pooled"
+    args = [*_eval_args(d, out, "m=mixture"), "--set", "pooled", "--split", "train", "--pooled-from", ",".join(srcs)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    assert r["sets"]["pooled"]["split"] == "train" and r["sets"]["pooled"]["clips"] == 1  # the one train file
+    assert r["sets"]["pooled"]["pooled_from"] == ["kitA", "kitB"]
+    assert r["clips"][0]["clip"]["midi"].endswith("2_rock_120_beat_4-4.mid")
+    md = (out / "results.md").read_text()
+    assert "drawn class by class from kitA, kitB" in md and "## Per kit" not in md
+
+
 def test_eval_single_set_and_max_clips(eval_data: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "one"
     res = runner.invoke(app, [*_eval_args(eval_data, out, "m=mixture"), "--set", "unseen", "--max-clips", "1"])

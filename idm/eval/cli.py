@@ -20,6 +20,12 @@ class SetChoice(str, Enum):
     seen = "seen"
     unseen = "unseen"
     both = "both"
+    pooled = "pooled"
+
+
+class Split(str, Enum):
+    validation = "validation"
+    train = "train"
 
 
 class Device(str, Enum):
@@ -57,9 +63,22 @@ def eval_command(
             "oracle (Wiener masks from the true stems, true onsets) or mixture (every stem = the mix).",
         ),
     ],
-    set_: Annotated[SetChoice, typer.Option("--set", help="seen: training kits; unseen: the held-out kits; both.")] = (
-        SetChoice.both
-    ),
+    set_: Annotated[
+        SetChoice,
+        typer.Option(
+            "--set",
+            help="seen: training kits; unseen: the held-out kits; both; pooled: each clip with a kit of its own drawn "
+            "class by class from the training kits and pools (with --split train: a validation set of the training "
+            "sources alone, for choosing among models).",
+        ),
+    ] = SetChoice.both,
+    split: Annotated[
+        Split,
+        typer.Option(
+            help="GMD split of the clips: validation (evaluation) or train (the performances the models train on: "
+            "validation for model selection, never an evaluation)."
+        ),
+    ] = Split.validation,
     max_clips: Annotated[
         int | None,
         typer.Option(
@@ -78,6 +97,13 @@ def eval_command(
         typer.Option(
             help="Comma-separated kit names or paths for 'unseen' (default: every kit of role validation: "
             "ColomboAcousticDrumkit, Sonic Pi Acoustic, LMMS Acoustic)."
+        ),
+    ] = None,
+    pooled_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated kit names or paths the 'pooled' kits draw from (default: the training and "
+            "augmentation kits and the pools)."
         ),
     ] = None,
     per_file: Annotated[int, typer.Option(help="Clips per GMD performance.", min=1, max=1000)] = 1,
@@ -112,7 +138,8 @@ def eval_command(
             raise IDMError(f"--threads must be at least 1, got {threads}")
         sets = ("seen", "unseen") if set_ == SetChoice.both else (set_.value,)
         cfg = EvalConfig(gmd_root=gmd, out=out, systems=_systems(system), sets=sets, kits_root=kits_root,
-                         seen_kits=_kits(seen_kits), unseen_kits=_kits(unseen_kits), max_clips=max_clips,
+                         seen_kits=_kits(seen_kits), unseen_kits=_kits(unseen_kits),
+                         pooled_from=_kits(pooled_from), split=split.value, max_clips=max_clips,
                          per_file=per_file, clip_seconds=clip_seconds, seed=seed, threads=threads,
                          device=device.value, alpha=alpha, pace=pace.value, force=force,
                          command=shlex.join(["idm", *sys.argv[1:]]))  # fmt: skip

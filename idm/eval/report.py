@@ -122,8 +122,9 @@ def write_markdown(results: dict[str, Any], summary: list[dict[str, Any]], path:
     lines.append(f"Command: `{meta['command']}`")
     lines.append("")
     for name, s in results["sets"].items():
-        lines.append(f"- set **{name}**: {s['clips']} clips of {s['clip_seconds']:g} s from GMD "
-                     f"`{s['split']}`, kits: {', '.join(s['kits'])}")  # fmt: skip
+        kits = (f"a kit of its own per clip, drawn class by class from {', '.join(s['pooled_from'])}"
+                if "pooled_from" in s else f"kits: {', '.join(s['kits'])}")  # fmt: skip
+        lines.append(f"- set **{name}**: {s['clips']} clips of {s['clip_seconds']:g} s from GMD `{s['split']}`, {kits}")
     for s in results["systems"]:
         lines.append(f"- system **{s['name']}**: `{s['spec']}` ({s['kind']})")
     lines += [
@@ -153,18 +154,19 @@ def write_markdown(results: dict[str, Any], summary: list[dict[str, Any]], path:
     lines += _table(head, rows)
     lines += ["SDR, SI-SDR and LSD in this table are means over the 5 groups.", ""]
 
-    lines += ["## Per kit", ""]
     rows = []
     for s in summary:
         t = truth if s["onsets_are_truth"] else ""
-        for kit, k in s.get("kits", {}).items():
+        for kit, k in s.get("kits", {}).items() if s["set"] != "pooled" else ():  # one clip per pooled kit
             m = k["macro"]
             rows.append([s["system"], s["set"], kit, str(k["clips"]), _f(m["f50_groups"], 3) + t,
                          _f(m["f50_classes"], 3) + t, _f(m["f20_groups"], 3) + t, _f(m["masked_sdr_groups"]),
                          _f(m["synth_sdr_groups"]), _f(m["masked_lsd_groups"])])  # fmt: skip
-    lines += _table(["system", "set", "kit", "clips", "F50 groups", "F50 classes", "F20 groups", "masked SDR",
-                     "synth SDR", "masked LSD"], rows)  # fmt: skip
-    lines += ["Means over the kit's clips, then over the 5 groups or 9 classes (SDR, LSD: over the groups).", ""]
+    if rows:
+        lines += ["## Per kit", ""]
+        lines += _table(["system", "set", "kit", "clips", "F50 groups", "F50 classes", "F20 groups", "masked SDR",
+                         "synth SDR", "masked LSD"], rows)  # fmt: skip
+        lines += ["Means over the kit's clips, then over the 5 groups or 9 classes (SDR, LSD: over the groups).", ""]
 
     def per(title: str, level: str, names: tuple[str, ...], get: Any, macro_key: str, digits: int) -> None:
         nonlocal lines

@@ -34,6 +34,7 @@ class EvalConfig:
     kits_root: Path | None = None
     seen_kits: list[str] | None = None
     unseen_kits: list[str] | None = None
+    pooled_from: list[str] | None = None
     max_clips: int | None = None
     per_file: int = 1
     clip_seconds: float = 10.0
@@ -96,8 +97,9 @@ def run_eval(cfg: EvalConfig, progress: Any = None) -> dict[str, Any]:
     """
     _check_out(cfg.out, cfg.force)
     sets = build_sets(cfg.gmd_root, cfg.sets, kits_root=cfg.kits_root, seen_kits=cfg.seen_kits,
-                      unseen_kits=cfg.unseen_kits, max_clips=cfg.max_clips, per_file=cfg.per_file,
-                      clip_seconds=cfg.clip_seconds, seed=cfg.seed, split=cfg.split)  # fmt: skip
+                      unseen_kits=cfg.unseen_kits, pooled_from=cfg.pooled_from, max_clips=cfg.max_clips,
+                      per_file=cfg.per_file, clip_seconds=cfg.clip_seconds, seed=cfg.seed,
+                      split=cfg.split)  # fmt: skip
     systems: list[System] = []
     rows: list[dict[str, Any]] = []
     try:
@@ -156,6 +158,7 @@ def run_eval(cfg: EvalConfig, progress: Any = None) -> dict[str, Any]:
                 "clip_seconds": cfg.clip_seconds,
                 "split": cfg.split,
                 "kits": list(es.kits),
+                **({"pooled_from": next(iter(es.kits.values())).source.split(", ")} if es.name == "pooled" else {}),
             }
             for es in sets
         },

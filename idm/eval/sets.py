@@ -3,7 +3,11 @@
 The *seen* set plays each clip with one of the acoustic training kits (taking turns); the *unseen*
 set plays every clip (the same MIDI windows and seeds) with every held-out kit (all registered
 kits of role validation by default), so that each unseen kit has the same clips and a per-kit
-table compares kits on equal material. Every clip names its kit (``EvalClip.kit_name``).
+table compares kits on equal material. The *pooled* set (asked for by name only) plays each clip
+with a kit of its own, drawn class by class from the training kits and one-shot pools: with
+``split="train"`` it is a validation set of the training sources alone, new kit combinations of
+heard sounds, for choosing among models without touching the evaluation sets. Every clip names its
+kit (``EvalClip.kit_name``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import numpy as np
 from idm.classes import CLASSES
 from idm.data.evalset import EvalClip, eval_clips, render_eval_clip
 from idm.data.kitmap import load_kitmap
-from idm.data.kits import SAMPLE_RATE, Kit, load_folder, load_hydrogen, load_kit, load_sf2
+from idm.data.kits import SAMPLE_RATE, Instrument, Kit, load_folder, load_hydrogen, load_kit, load_sf2
 from idm.errors import DataError
 from idm.eval.groups import merge_onsets
 
-__all__ = ["SETS", "EvalSet", "RenderedClip", "build_sets", "load_kit_spec", "render_clip", "spread"]
+__all__ = ["ALL_SETS", "SETS", "EvalSet", "RenderedClip", "build_sets", "load_kit_spec", "pooled_kits", "render_clip",
+           "spread"]  # fmt: skip
 
+#: The sets ``idm eval`` runs by default, and every set it knows.
 SETS: tuple[str, ...] = ("seen", "unseen")
+ALL_SETS: tuple[str, ...] = (*SETS, "pooled")
 
 
 @dataclass
@@ -66,9 +73,27 @@ def load_kit_spec(spec: str, kits_root: str | Path | None = None) -> Kit:
 
 
 def default_kits(which: str) -> list[str]:
-    """Registered kit names of a set: the acoustic training kits (seen; no pools) or every held-out kit (unseen)."""
-    roles = ("training",) if which == "seen" else ("validation",)
-    return load_kitmap().names(roles)
+    """Registered kit names of a set: the acoustic training kits (seen; no pools), every held-out kit (unseen), or
+    every kit and pool the shipped models train on (pooled: the training and augmentation kits and the pools)."""
+    roles = {"seen": ("training",), "unseen": ("validation",), "pooled": ("training", "augmentation", "pool")}
+    return load_kitmap().names(roles[which])
+
+
+def pooled_kits(sources: list[Kit], n: int, seed: int) -> dict[str, Kit]:
+    """``n`` kits drawn class by class: each class plays one instrument drawn evenly from every instrument of that
+    class in ``sources`` (the general ones, see :meth:`Kit.main`); kit ``i`` depends on ``(seed, i)`` alone."""
+    out: dict[str, Kit] = {}
+    for i in range(n):
+        rng = np.random.default_rng([seed, 0x9001ED, i])
+        instruments: dict[str, tuple[Instrument, ...]] = {}
+        for cls in CLASSES:
+            choices = [ins for k in sources for ins in k.main(cls)]
+            if choices:
+                instruments[cls] = (choices[int(rng.integers(len(choices)))],)
+        name = f"pooled {i + 1:03d}"
+        out[name] = Kit(name, "the sources' licenses", instruments, role="pooled",
+                        source=", ".join(k.name for k in sources))  # fmt: skip
+    return out
 
 
 def spread(n_total: int, n: int | None) -> list[int]:
@@ -87,6 +112,7 @@ def build_sets(
     kits_root: str | Path | None = None,
     seen_kits: list[str] | None = None,
     unseen_kits: list[str] | None = None,
+    pooled_from: list[str] | None = None,
     max_clips: int | None = None,
     per_file: int = 1,
     clip_seconds: float = 10.0,
@@ -96,7 +122,8 @@ def build_sets(
     """The requested sets over the same clips of ``split``.
 
     Seen kits take turns over the chosen clips; every unseen kit plays every chosen clip (kit by
-    kit), so ``max_clips`` is per set for *seen* and per kit for *unseen*.
+    kit), so ``max_clips`` is per set for *seen* and per kit for *unseen*; every *pooled* clip has a kit
+    of its own (:func:`pooled_kits`).
 
     Parameters
     ----------
@@ -106,23 +133,30 @@ def build_sets(
         Names from :data:`SETS`.
     kits_root
         Root of the registered kits (default ``/usr/share``) or a data pack.
-    seen_kits, unseen_kits
-        Kit names or paths (see :func:`load_kit_spec`); default: the registry's training / held-out kits.
+    seen_kits, unseen_kits, pooled_from
+        Kit names or paths (see :func:`load_kit_spec`); default: the registry's training / held-out kits, and
+        for the pooled kits' draws the training and augmentation kits and the pools.
     max_clips
         Keep this many clips, spread evenly over the split's files (default all); per kit in *unseen*.
     per_file, clip_seconds, seed
         Clips per performance, their length, the seed of offsets and renders (see ``idm.data.eval_clips``).
     """
     for w in which:
-        if w not in SETS:
-            raise DataError(f"unknown evaluation set {w!r}; expected one of {', '.join(SETS)}")
-    specs = {"seen": seen_kits or default_kits("seen"), "unseen": unseen_kits or default_kits("unseen")}
+        if w not in ALL_SETS:
+            raise DataError(f"unknown evaluation set {w!r}; expected one of {', '.join(ALL_SETS)}")
+    specs = {w: given or default_kits(w) for w, given in
+             (("seen", seen_kits), ("unseen", unseen_kits), ("pooled", pooled_from))}  # fmt: skip
     base = eval_clips(gmd_root, split, kits=["-"], clip_seconds=clip_seconds, per_file=per_file, seed=seed)
     if not base:
         raise DataError(f"{gmd_root}: no {split} performance is at least {clip_seconds:g} s long")
     chosen = [base[i] for i in spread(len(base), max_clips)]
     out = []
     for w in which:
+        if w == "pooled":
+            sources = [load_kit_spec(spec, kits_root) for spec in specs[w]]
+            drawn = pooled_kits(sources, len(chosen), seed)
+            out.append(EvalSet(w, [replace(c, kit_name=n) for c, n in zip(chosen, drawn, strict=True)], drawn))
+            continue
         every = w == "unseen"
         kits: dict[str, Kit] = {}
         # Taking turns, more kits than clips are never played.
