@@ -350,6 +350,27 @@ def test_resume_allows_validation_and_picker_changes_only(tmp_path: Path) -> Non
             _check_resumable(saved.to_dict(), other.to_dict(), tmp_path)
 
 
+def test_validation_defaults_to_training_sources_and_can_be_pooled(tiny_data: dict[str, object]) -> None:
+    from idm.train.config import load_config
+    from idm.train.data import build_datasets
+
+    base = [o for o in tiny_data["overrides"] if not o.startswith("training.val_kits")]  # type: ignore[attr-defined]
+    cfg, _ = load_config(TINY, [*base, "training.val_examples=6"])
+    assert cfg.training.val_split == "train"  # the evaluation split stays out of selection and tuning by default
+    run = build_datasets(cfg, tiny_data["gmd"])  # type: ignore[arg-type]
+    assert run.val is not None and run.val.kit_names == run.kit_names  # no val_kits: the run's training kits
+    assert run.val_kit_ids == [0, 1]
+    cfg, _ = load_config(TINY, [*base, "training.val_examples=6", "training.val_kits=[pooled]"])
+    run = build_datasets(cfg, tiny_data["gmd"])  # type: ignore[arg-type]
+    assert run.val is not None and run.val.kit_names == tuple(f"pooled {i:03d}" for i in range(1, 7))
+    assert run.val_kit_ids == [-1] * 6  # no kit-classifier target for a drawn kit
+    train_names = {(i.name, c) for k in run.train.sampler.kits for c in CLASSES for i in k.main(c)}
+    for kit in run.val.sampler.kits:
+        assert all((kit.instruments[c][0].name, c) in train_names for c in kit.present)
+    batch = run.val[0]
+    assert batch["audio"].abs().max() > 0.01 and batch["onsets"].sum() > 0
+
+
 def test_lr_decay_is_a_half_cosine_from_start_to_end() -> None:
     from idm.errors import ConfigError
     from idm.train.config import TrainingConfig

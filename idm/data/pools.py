@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from idm.classes import CLASSES
 from idm.data.kitmap import Assignment, KitEntry, KitMap, load_kitmap
 from idm.data.kits import (
     _INSTALL_HINT,
@@ -30,7 +31,7 @@ from idm.data.kits import (
 )
 from idm.errors import DataError
 
-__all__ = ["STATUSES", "PoolFile", "classify_pool", "kit_files", "later_attacks", "load_pool"]
+__all__ = ["STATUSES", "PoolFile", "classify_pool", "kit_files", "later_attacks", "load_pool", "pooled_kits"]
 
 #: What a pool does with a file: plays it, ignores it (a rule or override says so), leaves it to the
 #: evaluation kit that uses it, or ignores it because no rule matches (to be fixed in kitmap.yaml).
@@ -188,4 +189,21 @@ def later_attacks(
         if i - last > 4:
             out.append(float(starts[i + 2] + win) / SAMPLE_RATE)  # the window's end reached the attack
         last = int(i)
+    return out
+
+
+def pooled_kits(sources: list[Kit], n: int, seed: int) -> dict[str, Kit]:
+    """``n`` kits drawn class by class: each class plays one instrument drawn evenly from every instrument of that
+    class in ``sources`` (the general ones, see :meth:`Kit.main`); kit ``i`` depends on ``(seed, i)`` alone."""
+    out: dict[str, Kit] = {}
+    for i in range(n):
+        rng = np.random.default_rng([seed, 0x9001ED, i])
+        instruments: dict[str, tuple[Instrument, ...]] = {}
+        for cls in CLASSES:
+            choices = [ins for k in sources for ins in k.main(cls)]
+            if choices:
+                instruments[cls] = (choices[int(rng.integers(len(choices)))],)
+        name = f"pooled {i + 1:03d}"
+        out[name] = Kit(name, "the sources' licenses", instruments, role="pooled",
+                        source=", ".join(k.name for k in sources))  # fmt: skip
     return out

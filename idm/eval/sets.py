@@ -20,12 +20,12 @@ import numpy as np
 from idm.classes import CLASSES
 from idm.data.evalset import EvalClip, eval_clips, render_eval_clip
 from idm.data.kitmap import load_kitmap
-from idm.data.kits import SAMPLE_RATE, Instrument, Kit, load_folder, load_hydrogen, load_kit, load_sf2
+from idm.data.kits import SAMPLE_RATE, Kit, load_folder, load_hydrogen, load_kit, load_sf2
+from idm.data.pools import pooled_kits
 from idm.errors import DataError
 from idm.eval.groups import merge_onsets
 
-__all__ = ["ALL_SETS", "SETS", "EvalSet", "RenderedClip", "build_sets", "load_kit_spec", "pooled_kits", "render_clip",
-           "spread"]  # fmt: skip
+__all__ = ["ALL_SETS", "SETS", "EvalSet", "RenderedClip", "build_sets", "load_kit_spec", "render_clip", "spread"]
 
 #: The sets ``idm eval`` runs by default, and every set it knows.
 SETS: tuple[str, ...] = ("seen", "unseen")
@@ -79,23 +79,6 @@ def default_kits(which: str) -> list[str]:
     return load_kitmap().names(roles[which])
 
 
-def pooled_kits(sources: list[Kit], n: int, seed: int) -> dict[str, Kit]:
-    """``n`` kits drawn class by class: each class plays one instrument drawn evenly from every instrument of that
-    class in ``sources`` (the general ones, see :meth:`Kit.main`); kit ``i`` depends on ``(seed, i)`` alone."""
-    out: dict[str, Kit] = {}
-    for i in range(n):
-        rng = np.random.default_rng([seed, 0x9001ED, i])
-        instruments: dict[str, tuple[Instrument, ...]] = {}
-        for cls in CLASSES:
-            choices = [ins for k in sources for ins in k.main(cls)]
-            if choices:
-                instruments[cls] = (choices[int(rng.integers(len(choices)))],)
-        name = f"pooled {i + 1:03d}"
-        out[name] = Kit(name, "the sources' licenses", instruments, role="pooled",
-                        source=", ".join(k.name for k in sources))  # fmt: skip
-    return out
-
-
 def spread(n_total: int, n: int | None) -> list[int]:
     """``n`` indices spread evenly over ``range(n_total)`` (all of them when ``n`` is None or too large)."""
     if n is None or n >= n_total:
@@ -123,7 +106,7 @@ def build_sets(
 
     Seen kits take turns over the chosen clips; every unseen kit plays every chosen clip (kit by
     kit), so ``max_clips`` is per set for *seen* and per kit for *unseen*; every *pooled* clip has a kit
-    of its own (:func:`pooled_kits`).
+    of its own (:func:`idm.data.pools.pooled_kits`).
 
     Parameters
     ----------

@@ -56,8 +56,12 @@ class TrainingConfig:
     gain_max: float = 1.0
     val_every: int = 2000  #: validation every this many steps
     val_examples: int = 64  #: fixed validation clips (rendered once per validation, same every time)
-    val_kits: tuple[str, ...] = ()  #: kits of the validation set (empty: the training kits)
-    val_split: str = "validation"  #: GMD split of the validation set
+    #: kits of the validation set: names or paths (empty: the run's training kits), or ``[pooled]``: each clip
+    #: with a kit drawn class by class from the training kits and pools (``idm.data.pools.pooled_kits``)
+    val_kits: tuple[str, ...] = ()
+    #: GMD split of the validation set: ``train`` keeps the evaluation split (``validation``) out of checkpoint
+    #: selection and threshold tuning
+    val_split: str = "train"
     ckpt_every: int = 500  #: write last.ckpt and model.ckpt every this many steps
     log_every: int = 25  #: log training losses every this many steps
     audio_examples: int = 2  #: clips written as WAV (mixture, resynthesis) at each validation

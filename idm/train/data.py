@@ -39,8 +39,8 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
     Kits are loaded and MIDI parsed here, once, before data-loader workers fork.
     """
     from idm.data.dataset import PlanDataset, RenderedDataset
-    from idm.data.kitmap import load_kitmap
     from idm.data.kits import load_kit_ref
+    from idm.data.pools import pooled_kits
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -61,8 +61,11 @@ def build_datasets(cfg: Any, data_dir: str | Path) -> RunData:
     out = RunData(train, int(train_cfg.examples_per_epoch), kit_names)
     tc = cfg.training
     if tc.val_examples > 0:
-        refs = tuple(tc.val_kits) if tc.val_kits else tuple(load_kitmap().names(("validation",)))
-        vkits = [load_kit_ref(k, kits_root) for k in refs]
+        if tuple(tc.val_kits) == ("pooled",):  # new combinations of the training sounds, one kit per clip
+            pools = [load_kit_ref(k, kits_root) for k in train_cfg.pools]
+            vkits = list(pooled_kits([*kits, *pools], tc.val_examples, tc.seed).values())
+        else:
+            vkits = [load_kit_ref(k, kits_root) for k in tc.val_kits] if tc.val_kits else kits
         val_cfg = replace(
             train_cfg,
             split=tc.val_split,
