@@ -181,12 +181,12 @@ def _check_resumable(
                 walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
         elif key == "training.lr_decay" and a != b and not same_rates(a, b):
             raise ConfigError(
-                f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); a "
+                f"cannot resume: config key '{key}' is {b!r} but the run has {a!r} ({where}); a "
                 "learning-rate decay may only be added or changed from the step the run is resumed from on"
             )
         elif a != b and key != "training.lr_decay" and not _may_change(key):
             raise ConfigError(
-                f"cannot resume: config key '{key}' is {b!r} but the run was started with {a!r} ({where}); "
+                f"cannot resume: config key '{key}' is {b!r} but the run has {a!r} ({where}); "
                 f"only training.{{{', '.join(sorted(RESUMABLE_KEYS))}}} and peak_picking may change"
             )
 
