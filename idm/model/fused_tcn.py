@@ -276,7 +276,7 @@ def _bwd_dgrad_kernel(
     rstd_ptr,  # [R, CP] fp32
     wt_ptr,  # [KS, CP, CP] conv weight [tap, c_out, c_in]
     wrt_ptr,  # [CP, CP] residual weight [c_out, c_in]
-    p_ptr,  # [R, N, C] out: rstd * g_y + g @ Wr^T (the input gradient before the norm's mean terms)
+    p_ptr,  # [R, N, C] fp32 out: rstd * g_y + g @ Wr^T (the input gradient before the norm's mean terms)
     part_ptr,  # [R, T, 2, CP] fp32 out: per-tile sums of g_y and g_y * y
     N,
     T,
@@ -327,7 +327,7 @@ def _bwd_dgrad_kernel(
 
 @triton.jit
 def _bwd_norm_kernel(
-    p_ptr,  # [R, N, C]
+    p_ptr,  # [R, N, C] fp32
     y_ptr,  # [R, N, C] normalised block input
     ab_ptr,  # [R, 2, CP] fp32 alpha, beta
     gx_ptr,  # [R, N, C] out: p + alpha + beta * y
@@ -539,7 +539,10 @@ class _TCNBlockFn(torch.autograd.Function):
             sums1 = part1.sum(1)  # [R, 3, CP]
             d_scale, d_shift, g_sum = sums1[:, 0], sums1[:, 1], sums1[:, 2]
             # conv dgrad + residual dgrad, and the instance norm's per-row sums
-            p = torch.empty_like(x)
+            # p in fp32: the norm's mean terms are subtracted from it next; rounding it to bf16 first left the
+            # rounding in every gradient behind it, growing with the row length (bf16 check at 44,100 samples:
+            # median gradient error 3x eager bf16's before, benchmarks/RESULTS.md)
+            p = torch.empty_like(x, dtype=torch.float32)
             fold, nrt, nqt = _fold(dil, n, cfg.dgrad_bt)
             part2 = torch.empty((r, nrt * nqt, 2, cp), dtype=torch.float32, device=dev)
             _bwd_dgrad_kernel[(nrt * nqt, r)](
