@@ -81,21 +81,13 @@ def run(name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        batch = next(it)
-        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-        t1 = time.perf_counter()
-        with torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            res = module.training_loss(batch, i)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        wait, res = one_step(module, opt, it, tc, dev, dtype, i)
         if cuda:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
         if i >= args.warmup:
             times.append(t2 - t0)
-            waits.append(t1 - t0)
+            waits.append(wait)
     if args.profile:
         profile_steps(module, opt, it, tc, dev, dtype, args.profile)
     step = sum(times) / len(times)
@@ -114,9 +106,34 @@ def run(name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def one_step(module: Any, opt: Any, it: Any, tc: Any, dev: torch.device, dtype: Any, step: int) -> tuple[float, Any]:
+    """One optimizer step, its stages marked for the profiler; returns the loader wait (s) and the losses."""
+    from torch.profiler import record_function
+
+    t0 = time.perf_counter()
+    with record_function("stage:loader"):
+        batch = next(it)
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+    wait = time.perf_counter() - t0
+    with record_function("stage:render"):
+        batch = module.render(batch)
+    with (
+        record_function("stage:forward"),
+        torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        res = module.training_loss(batch, step)
+    with record_function("stage:backward"):
+        res["loss"].backward()
+    with record_function("stage:optimizer"):
+        torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return wait, res
+
+
 def profile_steps(module: Any, opt: Any, it: Any, tc: Any, dev: torch.device, dtype: Any, steps: int) -> None:
     """Run ``steps`` more steps under the profiler; print the device time per stage and the top kernels."""
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -124,22 +141,7 @@ def profile_steps(module: Any, opt: Any, it: Any, tc: Any, dev: torch.device, dt
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
         for i in range(steps):
-            with record_function("stage:loader"):
-                batch = next(it)
-                batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-            with record_function("stage:render"):
-                batch = module.render(batch)
-            with (
-                record_function("stage:forward"),
-                torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
-            ):
-                res = module.training_loss(batch, 10_000 + i)
-            with record_function("stage:backward"):
-                res["loss"].backward()
-            with record_function("stage:optimizer"):
-                torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            one_step(module, opt, it, tc, dev, dtype, 10_000 + i)
         sync()
     wall = (time.perf_counter() - t0) / steps
     events = prof.key_averages()

@@ -195,14 +195,14 @@ def later_attacks(
 def pooled_kits(sources: list[Kit], n: int, seed: int) -> dict[str, Kit]:
     """``n`` kits drawn class by class: each class plays one instrument drawn evenly from every instrument of that
     class in ``sources`` (the general ones, see :meth:`Kit.main`); kit ``i`` depends on ``(seed, i)`` alone."""
+    choices = {cls: [ins for k in sources for ins in k.main(cls)] for cls in CLASSES}
     out: dict[str, Kit] = {}
     for i in range(n):
         rng = np.random.default_rng([seed, 0x9001ED, i])
         instruments: dict[str, tuple[Instrument, ...]] = {}
         for cls in CLASSES:
-            choices = [ins for k in sources for ins in k.main(cls)]
-            if choices:
-                instruments[cls] = (choices[int(rng.integers(len(choices)))],)
+            if choices[cls]:
+                instruments[cls] = (choices[cls][int(rng.integers(len(choices[cls])))],)
         name = f"pooled {i + 1:03d}"
         out[name] = Kit(name, "the sources' licenses", instruments, role="pooled",
                         source=", ".join(k.name for k in sources))  # fmt: skip

@@ -157,7 +157,8 @@ def write_markdown(results: dict[str, Any], summary: list[dict[str, Any]], path:
     rows = []
     for s in summary:
         t = truth if s["onsets_are_truth"] else ""
-        for kit, k in s.get("kits", {}).items() if s["set"] != "pooled" else ():  # one clip per pooled kit
+        drawn = "pooled_from" in results["sets"].get(s["set"], {})  # a kit per clip: no per-kit table
+        for kit, k in s.get("kits", {}).items() if not drawn else ():
             m = k["macro"]
             rows.append([s["system"], s["set"], kit, str(k["clips"]), _f(m["f50_groups"], 3) + t,
                          _f(m["f50_classes"], 3) + t, _f(m["f20_groups"], 3) + t, _f(m["masked_sdr_groups"]),

@@ -158,7 +158,7 @@ def run_eval(cfg: EvalConfig, progress: Any = None) -> dict[str, Any]:
                 "clip_seconds": cfg.clip_seconds,
                 "split": cfg.split,
                 "kits": list(es.kits),
-                **({"pooled_from": next(iter(es.kits.values())).source.split(", ")} if es.name == "pooled" else {}),
+                **({"pooled_from": es.drawn_from} if es.drawn_from else {}),
             }
             for es in sets
         },

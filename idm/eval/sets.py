@@ -12,7 +12,7 @@ kit (``EvalClip.kit_name``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,14 @@ ALL_SETS: tuple[str, ...] = (*SETS, "pooled")
 
 @dataclass
 class EvalSet:
-    """One evaluation set: its clips and the kits they name (``every_kit``: each kit plays every clip)."""
+    """One evaluation set: its clips and the kits they name (``every_kit``: each kit plays every clip;
+    ``drawn_from``: the kits a pooled set's kits were drawn from, empty for the others)."""
 
     name: str
     clips: list[EvalClip]
     kits: dict[str, Kit]
     every_kit: bool = False
+    drawn_from: list[str] = field(default_factory=list)
 
     def clips_per_kit(self) -> dict[str, int]:
         """How many clips each kit plays."""
@@ -138,7 +140,8 @@ def build_sets(
         if w == "pooled":
             sources = [load_kit_spec(spec, kits_root) for spec in specs[w]]
             drawn = pooled_kits(sources, len(chosen), seed)
-            out.append(EvalSet(w, [replace(c, kit_name=n) for c, n in zip(chosen, drawn, strict=True)], drawn))
+            clips = [replace(c, kit_name=n) for c, n in zip(chosen, drawn, strict=True)]
+            out.append(EvalSet(w, clips, drawn, drawn_from=[k.name for k in sources]))
             continue
         every = w == "unseen"
         kits: dict[str, Kit] = {}

@@ -36,8 +36,8 @@ class TrainingConfig:
 
     lr: float = 5e-3  #: Adam learning rate
     #: learning-rate decay ``[start, end, final]``: ``lr`` until step ``start``, then a half cosine down to
-    #: ``final * lr`` at step ``end``, held after it (empty: constant ``lr``, the paper's recipe). A decay that
-    #: starts at or after the step a run is resumed from may be added or changed on ``--resume``.
+    #: ``final * lr`` at step ``end``, held after it (empty: constant ``lr``, the paper's recipe). It may be added
+    #: or changed on ``--resume`` where it leaves the rate of every step already taken unchanged.
     lr_decay: tuple[float, ...] = field(default=(), metadata={"item": 0.0})
     batch_size: int = 7  #: clips per optimizer step and device
     steps: int = 400_000  #: total optimizer steps
