@@ -7,7 +7,8 @@ nothing.
 - ``before``: the original pipeline: numpy renders in the loader workers (``training.render=workers``), the
   config's batch, eager PyTorch, the original data (12 kits, no pools or realism effects).
 - ``after``: plans in the workers, audio rendered on the device (``training.render=device``), the fused Triton
-  synthesizer (``training.fused_synth``) on CUDA (the compiled one with ``--no-fused``), with ``--compile`` the
+  synthesizer (``training.fused_synth``) on CUDA (the compiled one with ``--no-fused``), the encoder's Triton
+  channel LayerNorm (``training.fused_norm``; PyTorch's with ``--no-fused-norm``), with ``--compile`` the
   compiled encoder
   (``training.compile_encoder``), a larger batch (``--after-batch``), and the config's full data (pools,
   procedural voices, realism effects): more work per clip than ``before``.
@@ -48,6 +49,7 @@ def build(name: str, variant: str, args: argparse.Namespace) -> tuple[Any, Any, 
         f"training.render={'device' if after else 'workers'}",
         f"training.fused_synth={'true' if after and args.device == 'cuda' and not args.no_fused else 'false'}",
         f"training.compile_encoder={'true' if after and args.device == 'cuda' and args.compile else 'false'}",
+        f"training.fused_norm={'true' if after and args.device == 'cuda' and not args.no_fused_norm else 'false'}",
     ]
     if not after:  # the original recipe: eager, the 12 kits, one synthetic room, no pools, no realism effects
         overrides += ["training.compile_synth=false", "data.pools=[]", "data.realism=null",
@@ -175,6 +177,7 @@ def main() -> None:
     p.add_argument("--after-batch", nargs="*", default=["live=64", "paper=32"], help="NAME=BATCH of 'after'")
     p.add_argument("--compile", action="store_true", help="'after' with the compiled encoder")
     p.add_argument("--no-fused", action="store_true", help="'after' with the compiled synthesizer, not the fused one")
+    p.add_argument("--no-fused-norm", action="store_true", help="'after' with PyTorch's LayerNorm in the encoder")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="then N steps under torch.profiler")
     args = p.parse_args()
     args.after_batch = {k: int(v) for k, v in (x.split("=") for x in args.after_batch)}

@@ -512,3 +512,20 @@ def test_shipped_configs_by_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="shipped config"):
         resolve_config("studio")
     assert resolve_config(tmp_path / "mine.yaml") == tmp_path / "mine.yaml"  # a path stays a path
+
+
+def test_fused_norm_key_switches_the_encoder_kernel() -> None:
+    """``training.fused_norm`` turns the encoder's Triton LayerNorm on (used on CUDA tensors only)."""
+    from idm.model.encoder import ChannelNorm, ConvNeXtBlock
+    from idm.train.config import load_config
+    from idm.train.module import IDMTrainingModule
+    from idm.train.run import apply_speedups
+
+    def norms(module: IDMTrainingModule) -> list[bool]:
+        return [m._fused for m in module.model.encoder.modules() if isinstance(m, ChannelNorm | ConvNeXtBlock)]
+
+    for on in (False, True):
+        cfg, _ = load_config(TINY, [f"training.fused_norm={str(on).lower()}", "training.render=workers"])
+        module = IDMTrainingModule(cfg)
+        apply_speedups(module, cfg.training, None)
+        assert norms(module) and all(f == on for f in norms(module))

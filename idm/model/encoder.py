@@ -21,6 +21,9 @@ def time_padding(kernel: int, symmetric_pad: int, causal: bool) -> tuple[int, in
 class ChannelNorm(nn.Module):
     """LayerNorm over the channel axis of a ``[B, C, H, W]`` tensor."""
 
+    _fused: bool = False  #: the Triton kernel (:meth:`Encoder.use_fused`)
+    _fused_force: bool = False
+
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
@@ -28,6 +31,10 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused and (x.is_cuda or self._fused_force):
+            from idm.model.fused_norm import channel_norm
+
+            return channel_norm(x, self.weight, self.bias, self.eps)
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
@@ -35,6 +42,9 @@ class ChannelNorm(nn.Module):
 
 class ConvNeXtBlock(nn.Module):
     """Depthwise conv, LayerNorm, pointwise MLP (x4, GELU), layer scale, residual."""
+
+    _fused: bool = False  #: the Triton kernel for the LayerNorm (:meth:`Encoder.use_fused`)
+    _fused_force: bool = False
 
     def __init__(self, dim: int, kernel: int, causal: bool, layer_scale_init: float) -> None:
         super().__init__()
@@ -48,8 +58,13 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(F.pad(x, self.tpad))
-        y = y.permute(0, 2, 3, 1)
-        y = self.pw2(F.gelu(self.pw1(self.norm(y))))
+        if self._fused and (y.is_cuda or self._fused_force):
+            from idm.model.fused_norm import channel_norm
+
+            y = channel_norm(y, self.norm.weight, self.norm.bias, self.norm.eps, channels_last_out=True)
+        else:
+            y = self.norm(y.permute(0, 2, 3, 1))
+        y = self.pw2(F.gelu(self.pw1(y)))
         return x + (self.gamma * y).permute(0, 3, 1, 2)
 
 
@@ -93,6 +108,22 @@ class Encoder(nn.Module):
             for d, n in zip(dims, cfg.depths, strict=True)
         )
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+
+    def use_fused(self, enabled: bool = True, *, force: bool = False) -> Encoder:
+        """Normalise over channels with the Triton kernel (:mod:`idm.model.fused_norm`; default off).
+
+        The PyTorch LayerNorm is built for wide rows; the encoder's rows have 4-32 channels and there
+        are millions of them. The kernel reads the convolution's channels-first output in one pass and
+        writes the MLP's channels-last input (no permute copy). CUDA tensors only, unless ``force``
+        (tests, through Triton's interpreter: ``TRITON_INTERPRET=1`` set before Triton is imported).
+        Parameters, state dict and results (up to float32 rounding) are unchanged; the final
+        LayerNorm over ``[B, T, C]`` rows stays PyTorch's. Returns the module.
+        """
+        for m in self.modules():
+            if isinstance(m, ChannelNorm | ConvNeXtBlock):
+                m._fused = enabled
+                m._fused_force = force
+        return self
 
     @property
     def extra_frames(self) -> int:

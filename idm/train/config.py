@@ -72,6 +72,7 @@ class TrainingConfig:
     render: str = "device"
     fused_synth: bool = False  #: the synthesizer's Triton kernels (CUDA only; idm.model.fused_tcn)
     compile_encoder: bool = False  #: torch.compile the encoder and the transcription head
+    fused_norm: bool = False  #: the encoder's channel LayerNorms as one Triton kernel (CUDA only; idm.model.fused_norm)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (0-based) under :attr:`lr_decay`."""

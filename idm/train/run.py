@@ -47,6 +47,7 @@ RESUMABLE_KEYS = frozenset(
         "render",
         "fused_synth",
         "compile_encoder",
+        "fused_norm",
     }
 )
 
@@ -291,6 +292,8 @@ def apply_speedups(module: Any, tc: Any, data: Any) -> None:
         module.model.synth.use_fused(True)  # Triton kernels on CUDA tensors; the PyTorch path elsewhere
     elif tc.compile_synth:
         module.model.synth.compile()  # in place: parameter names (and checkpoints) are unchanged
+    if tc.fused_norm:
+        module.model.encoder.use_fused(True)  # Triton on CUDA tensors; the PyTorch LayerNorm elsewhere
     if tc.compile_encoder:
         module.model.encoder.compile()
         module.model.head.compile()
