@@ -344,6 +344,10 @@ def test_kit_transfer_from_itself_is_its_own_synthesis(kitdemo, tmp_path: Path) 
     assert read(folder / "transferred.wav").shape == mix.shape
 
 
+#: Samples between a hit and its time in a CSV or MIDI file: half a tick (960 a beat at 120 BPM), rounded up.
+TICK_SLACK = int(np.ceil(0.5 * 0.5 / 960 * SR))
+
+
 def test_kit_transfer_from_another_recording_keeps_the_performance(kitdemo, tmp_path: Path) -> None:
     """The demo's performance on the kit the model hears in another recording (the synthetic demo loop): other
     one-shots, the same hits (each class silent before its first hit, sounding right after it); the Python API
@@ -364,7 +368,7 @@ def test_kit_transfer_from_another_recording_keeps_the_performance(kitdemo, tmp_
     for c in ("kick", "snare", "hihat_closed"):
         first = min(float(r["time"]) for r in rows if r["class"] == c)
         mine, theirs = read(folder / f"{c}.wav"), read(folder / f"transferred_{c}.wav")
-        s = round(first * SR)
+        s = round(first * SR) - TICK_SLACK  # the CSV's times are on the MIDI file's tick grid
         assert np.abs(theirs[:s]).max(initial=0.0) == 0.0 and np.abs(theirs[s : s + 2048]).max() > 1e-3
         assert not np.allclose(mine, theirs, atol=1e-3)  # another kit's one-shots
     t = transfer_kit(path, other)
