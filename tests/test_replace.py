@@ -22,6 +22,7 @@ from test_offline import NO_TORCH, run
 from idm.classes import CLASSES
 from idm.demo import DEMO_KIT, render_kit_demo
 from idm.errors import ConfigError, IDMError
+from idm.eval.metrics import si_sdr
 
 SR = 44100
 OTHER_KIT = "AVL Red Zeppelin 4"
@@ -38,12 +39,6 @@ def kitdemo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray,
 
 def read(path: Path) -> np.ndarray:
     return sf.read(str(path), dtype="float32")[0]
-
-
-def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    a = float(ref @ est / (est @ est))
-    e = ref - a * est
-    return float(10 * np.log10((ref @ ref) / (e @ e)))
 
 
 def test_layers_follow_velocity_with_a_linear_gain_curve() -> None:
