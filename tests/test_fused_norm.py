@@ -6,31 +6,15 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from interpreted import import_interpreted
 from torch.nn import functional as F
 
 from idm.model.config import EncoderConfig
 from idm.model.encoder import Encoder
 
-_prev = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-try:
-    pytest.importorskip("triton")
-    import triton.experimental.gluon  # noqa: F401  (imported at the first launch; it asserts the mode)
-    from triton.language import standard
-
-    from idm.model import fused_norm as fn
-finally:
-    if _prev is None:
-        del os.environ["TRITON_INTERPRET"]
-    else:
-        os.environ["TRITON_INTERPRET"] = _prev
-
-if not (fn.interpreting() and type(standard.zeros_like).__name__ == "InterpretedFunction"):
-    pytest.skip("Triton was imported before without TRITON_INTERPRET", allow_module_level=True)
+fn = import_interpreted("idm.model.fused_norm")
 
 
 def reference(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:

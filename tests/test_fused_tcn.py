@@ -7,33 +7,15 @@ each program in Python. References are the eager modules in float64.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
+from interpreted import import_interpreted
 
 from idm.model.config import SynthConfig
 from idm.model.synth import OneShotSynth, TCNBlock
 
-_prev = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-try:
-    pytest.importorskip("triton")
-    import triton.experimental.gluon  # noqa: F401  (imported at the first launch; it asserts the mode)
-    from triton.language import standard
-
-    from idm.model import fused_tcn as ft
-finally:
-    if _prev is None:
-        del os.environ["TRITON_INTERPRET"]
-    else:
-        os.environ["TRITON_INTERPRET"] = _prev
-
-# Triton (its own library kernels too) or the module imported earlier in this process without the
-# interpreter: run this file on its own, ``pytest tests/test_fused_tcn.py``
-if not (ft.interpreting() and type(standard.zeros_like).__name__ == "InterpretedFunction"):
-    pytest.skip("Triton was imported before without TRITON_INTERPRET", allow_module_level=True)
+ft = import_interpreted("idm.model.fused_tcn")
 
 ROWS = 3
 COND = 5

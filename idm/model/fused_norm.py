@@ -24,19 +24,24 @@ def interpreting() -> bool:
 
 
 @triton.jit
+def _tile(S, C, BS: tl.constexpr, BC: tl.constexpr):
+    """Positions and channels of this program's tile (``program_id(0)``), their masks and the tile's mask."""
+    s = tl.program_id(0) * BS + tl.arange(0, BS)
+    c = tl.arange(0, BC)
+    ms = s < S
+    mc = c < C
+    return s, c, ms, mc, ms[:, None] & mc[None, :]
+
+
+@triton.jit
 def _fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr,
     S, C, sxb, sxc, sxs, syb, syc, sys_, eps,
     BS: tl.constexpr, BC: tl.constexpr,
 ):  # fmt: skip
     """One tile of ``BS`` positions of example ``program_id(1)``: statistics over the channels, then the affine."""
-    pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    s = pid * BS + tl.arange(0, BS)
-    c = tl.arange(0, BC)
-    ms = s < S
-    mc = c < C
-    m = ms[:, None] & mc[None, :]
+    s, c, ms, mc, m = _tile(S, C, BS, BC)
     x = tl.load(x_ptr + b * sxb + s[:, None] * sxs + c[None, :] * sxc, mask=m, other=0.0).to(tl.float32)
     mean = tl.sum(x, axis=1) / C
     d = tl.where(m, x - mean[:, None], 0.0)
@@ -56,14 +61,9 @@ def _bwd_kernel(
     BS: tl.constexpr, BC: tl.constexpr,
 ):  # fmt: skip
     """Input gradient of one tile, and its partial sums of the weight and bias gradients (row ``tile`` of dw, db)."""
-    pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    tile = tl.program_id(1) * tl.num_programs(0) + pid
-    s = pid * BS + tl.arange(0, BS)
-    c = tl.arange(0, BC)
-    ms = s < S
-    mc = c < C
-    m = ms[:, None] & mc[None, :]
+    tile = tl.program_id(1) * tl.num_programs(0) + tl.program_id(0)
+    s, c, ms, mc, m = _tile(S, C, BS, BC)
     x = tl.load(x_ptr + b * sxb + s[:, None] * sxs + c[None, :] * sxc, mask=m, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + b * sdb + s[:, None] * sds + c[None, :] * sdc, mask=m, other=0.0).to(tl.float32)
     mean = tl.load(mean_ptr + b * S + s, mask=ms, other=0.0)
